@@ -1,0 +1,38 @@
+# StreamDuck developer entry point. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.13 2>/dev/null || echo "$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3.13")
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@test -x "$(PYTHON)" || { echo "python3.13 not found (PATH or pyenv 3.13.0)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -e .
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with runtime + dev dependencies
+
+.PHONY: demo
+demo: venv ## Main job on embedded defaults (local DuckDB, embedded ClickHouse)
+	$(PY) -m shared demo
+
+.PHONY: lint
+lint: venv ## ruff + mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: venv ## Whole test suite: installs and starts local services, runs every test, stops them
+	bash scripts/test.sh
+
+.PHONY: bench
+bench: venv ## Benchmarks (print JSON)
+	$(PY) -m bench.eventhubs_ingest
