@@ -1,0 +1,165 @@
+"""Benchmark: Event Hubs batches through the real function entry point into a local DuckDB file.
+
+    python -m bench.eventhubs_ingest [--events 200000] [--batches 100,1000,10000] [--baseline-events 20000]
+
+Prints one JSON document: events/s per batch size through ``eventhub_to_motherduck_1`` (decode + Arrow +
+one transaction with the watermark), and, for the same events, the earlier system's method (one
+multi-row ``INSERT ... VALUES (?, ...), (...)`` per batch) with the ratio. Building the host's
+``func.EventHubEvent`` objects is not timed (the host does that before the function runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+
+def make_bodies(n: int, seed: int = 7) -> list[bytes]:
+    """~300-byte JSON telemetry events."""
+    rnd = random.Random(seed)
+    devices = ["ios", "android", "web-chrome", "web-safari", "roku"]
+    out = []
+    for i in range(n):
+        doc = {
+            "event_id": f"{rnd.getrandbits(128):032x}",
+            "device": rnd.choice(devices),
+            "user_id": f"{rnd.getrandbits(64):016x}",
+            "ts": f"2026-11-22T10:{i % 60:02d}:{rnd.randrange(60):02d}.{rnd.randrange(1000):03d}Z",
+            "temperature": round(rnd.uniform(-20, 45), 3),
+            "humidity": round(rnd.uniform(0, 100), 2),
+            "firmware": f"{rnd.randrange(10)}.{rnd.randrange(20)}.{rnd.randrange(100)}",
+            "tags": ["bench", f"site-{rnd.randrange(50)}", f"rack-{rnd.randrange(200)}"],
+            "status": rnd.choice(["ok", "warn", "degraded"]),
+            "payload": "x" * rnd.randrange(40, 60),
+        }
+        out.append(json.dumps(doc, separators=(",", ":")).encode())
+    return out
+
+
+def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) -> dict[str, Any]:
+    from shared.appindex import user_function
+    from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
+
+    import function_app
+
+    fn = user_function(function_app.app, "eventhub_to_motherduck_1")
+    t0 = datetime(2026, 11, 22, tzinfo=UTC)
+    partition = PartitionInfo("0", "bench", "$Default", "bench.servicebus.windows.net")
+    batches = []
+    for start in range(0, events, batch):
+        chunk = [
+            SourceEvent(
+                body=bodies[i % len(bodies)],
+                sequence_number=i,
+                offset=str(i * 512),
+                enqueued_time=t0 + timedelta(milliseconds=i),
+                partition_key=None,
+                properties={"source": "bench"},
+            )
+            for i in range(start, min(start + batch, events))
+        ]
+        batches.append(to_function_batch(chunk, partition))
+    fn(batches[0][:1])  # warm-up: tables, connection
+    started = time.perf_counter()
+    for b in batches:
+        fn(b)
+    elapsed = time.perf_counter() - started
+    from shared.eventhubs import default_ingestor
+
+    cur = default_ingestor(function_app.settings).connections.cursor("bench")
+    rows = cur.execute("SELECT count(*) FROM bench.raw.events").fetchall()[0][0]
+    cur.close()
+    return {"batch": batch, "events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed),
+            "rows_in_table": rows}
+
+
+def _run_values_baseline(events: int, batch: int, bodies: list[bytes], path: Path) -> dict[str, Any]:
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE t (event_body VARCHAR, partition_id VARCHAR, sequence_number BIGINT, enqueued_time TIMESTAMP, "
+        "properties JSON, system_properties JSON, ingestion_timestamp TIMESTAMP)"
+    )
+    t0 = datetime(2026, 11, 22)  # noqa: DTZ001 - the earlier system's naive TIMESTAMP columns
+    rows = [
+        (bodies[i % len(bodies)].decode(), "0", i, t0 + timedelta(milliseconds=i), '{"source":"bench"}', "{}", t0)
+        for i in range(events)
+    ]
+    started = time.perf_counter()
+    for start in range(0, events, batch):
+        chunk = rows[start : start + batch]
+        placeholders = ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
+        con.execute(f"INSERT INTO t VALUES {placeholders}", [v for r in chunk for v in r])
+    elapsed = time.perf_counter() - started
+    con.close()
+    return {"batch": batch, "events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batches", default="100,1000,10000")
+    parser.add_argument("--baseline-events", type=int, default=20_000,
+                        help="events for the multi-row VALUES baseline (it is ~30x slower)")
+    args = parser.parse_args(argv)
+    sizes = [int(x) for x in args.batches.split(",")]
+    bodies = make_bodies(5_000)
+    results: dict[str, Any] = {
+        "benchmark": "eventhubs_to_duckdb",
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "avg_event_bytes": round(sum(map(len, bodies)) / len(bodies)),
+        "runs": [],
+    }
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="streamduck-bench-") as tmp:
+            data_dir = Path(tmp)
+            run = _subprocess_run(args.events, size, data_dir)
+            base = _run_values_baseline(min(args.baseline_events, args.events), size, bodies, data_dir / "base.duckdb")
+            run["baseline_multirow_values_events_per_s"] = base["events_per_s"]
+            run["speedup_vs_multirow_values"] = round(run["events_per_s"] / base["events_per_s"], 1)
+            results["runs"].append(run)
+    json.dump(results, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _subprocess_run(events: int, batch: int, data_dir: Path) -> dict[str, Any]:
+    """Each batch size in a fresh process: function_app reads its settings at import."""
+    import subprocess
+
+    env = {
+        **os.environ,
+        "EVENTHUBNAME_1": "bench",
+        "EVENTHUBNAME_1_CONSUMER_GROUP": "$Default",
+        "MOTHERDUCK_1_DATABASE": "bench",
+        "MOTHERDUCK_1_SCHEMA": "raw",
+        "MOTHERDUCK_1_TABLE": "events",
+        "STREAMDUCK_DATA_DIR": str(data_dir),
+    }
+    env.pop("MOTHERDUCK_TOKEN", None)
+    env.pop("motherduck_token", None)
+    code = (
+        "import json,sys; from pathlib import Path; from bench.eventhubs_ingest import _run_function, make_bodies; "
+        f"print(json.dumps(_run_function({events}, {batch}, make_bodies(5000), Path(sys.argv[1]))))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(data_dir)], env=env, cwd=root, capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

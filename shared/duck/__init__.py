@@ -1,0 +1,1 @@
+"""DuckDB / MotherDuck: connections, table layout, compaction."""
