@@ -27,7 +27,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
@@ -294,6 +303,75 @@ class Settings(BaseSettings):
         description="Folder of the embedded chDB engine (used when CLICKHOUSE_HOST is unset).",
         examples=[".streamduck/chdb"],
     )
+    clickhouse_optimize_days: int = Field(
+        2,
+        ge=0,
+        le=31,
+        validation_alias=_env("CLICKHOUSE_OPTIMIZE_DAYS"),
+        description="Upkeep runs OPTIMIZE ... FINAL on this many most recent daily partitions (0 disables).",
+        examples=["2"],
+    )
+    clickhouse_upkeep_schedule: str = Field(
+        "0 */10 * * * *",
+        validation_alias=_env("CLICKHOUSE_UPKEEP_SCHEDULE"),
+        description="Six-field NCRONTAB schedule of the ClickHouse upkeep and unknown-content sweep timer.",
+        examples=["0 */10 * * * *"],
+    )
+    engagement_dead_letter_table: str = Field(
+        "engagement_dead_letters",
+        validation_alias=_env("ENGAGEMENT_DEAD_LETTER_TABLE"),
+        description="ClickHouse table (in CLICKHOUSE_DATABASE) that parks bad CDC records with their reason.",
+        examples=["engagement_dead_letters"],
+    )
+    engagement_sweep_lookback_hours: int = Field(
+        48,
+        gt=0,
+        le=24 * 366,
+        validation_alias=_env("ENGAGEMENT_SWEEP_LOOKBACK_HOURS"),
+        description="The sweep re-enriches unknown-content events whose event time is at most this old.",
+        examples=["48"],
+    )
+    engagement_sweep_limit: int = Field(
+        50_000,
+        gt=0,
+        validation_alias=_env("ENGAGEMENT_SWEEP_LIMIT"),
+        description="Most unknown-content events one sweep run re-enriches.",
+        examples=["50000"],
+    )
+    content_cache_ttl_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        validation_alias=_env("CONTENT_CACHE_TTL_SECONDS"),
+        description="Lifetime of the in-process content cache in front of Redis (0 disables it).",
+        examples=["5"],
+    )
+    redis_key_prefix: str = Field(
+        "",
+        max_length=64,
+        validation_alias=_env("REDIS_KEY_PREFIX"),
+        description="Prefix of every Redis key of the engagement pipeline (empty keeps the earlier names).",
+        examples=["staging:"],
+    )
+    leaderboard_windows: tuple[int, ...] = Field(
+        (5, 10, 30, 60),
+        validation_alias=_env("LEADERBOARD_WINDOWS"),
+        description="Rolling leaderboard windows in minutes that the timer precomputes (comma-separated).",
+        examples=["5,10,30,60"],
+    )
+    leaderboard_bucket_ttl_seconds: int = Field(
+        7200,
+        gt=0,
+        validation_alias=_env("LEADERBOARD_BUCKET_TTL_SECONDS"),
+        description="TTL of a minute bucket; must exceed the longest window (plus one minute).",
+        examples=["7200"],
+    )
+    leaderboard_schedule: str = Field(
+        "1 * * * * *",
+        validation_alias=_env("LEADERBOARD_SCHEDULE"),
+        description="Six-field NCRONTAB schedule of the timer that precomputes the rolling windows.",
+        examples=["1 * * * * *"],
+    )
 
     mappings: tuple[EventHubMapping, ...] = Field(default=(), exclude=True)
 
@@ -342,6 +420,47 @@ class Settings(BaseSettings):
     def _ch_database(cls, value: str) -> str:
         if not is_identifier(value):
             raise ValueError(f"must be an identifier: {IDENTIFIER_RULE}")
+        return value
+
+    @field_validator("engagement_dead_letter_table")
+    @classmethod
+    def _engagement_identifier(cls, value: str) -> str:
+        if not is_identifier(value):
+            raise ValueError(f"must be an identifier: {IDENTIFIER_RULE}")
+        return value
+
+    @field_validator("leaderboard_schedule", "clickhouse_upkeep_schedule")
+    @classmethod
+    def _engagement_schedule(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 6 or not all(_NCRONTAB_FIELD_RE.fullmatch(f) for f in fields):
+            raise ValueError("must be a six-field NCRONTAB expression (second minute hour day month weekday)")
+        return value
+
+    @field_validator("leaderboard_windows", mode="before")
+    @classmethod
+    def _windows(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if not parts or not all(p.isdigit() for p in parts):
+                raise ValueError("must be comma-separated whole minutes")
+            value = tuple(int(p) for p in parts)
+        if isinstance(value, tuple | list):
+            if not value or not all(isinstance(w, int) and 1 <= w <= 1440 for w in value):
+                raise ValueError("every window must be 1..1440 minutes")
+            return tuple(sorted(set(value)))
+        return value
+
+    @field_validator("leaderboard_bucket_ttl_seconds")
+    @classmethod
+    def _bucket_ttl_covers_windows(cls, value: int, info: ValidationInfo) -> int:
+        windows = info.data.get("leaderboard_windows") or (60,)
+        longest = max(windows) * 60 + 60
+        if value <= longest:
+            raise ValueError(
+                f"must exceed the longest leaderboard window plus a minute ({longest} s), "
+                f"for example LEADERBOARD_BUCKET_TTL_SECONDS={longest * 2}"
+            )
         return value
 
     @property
