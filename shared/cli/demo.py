@@ -1,0 +1,183 @@
+"""``streamduck demo``: the main job on embedded defaults, then a summary.
+
+Runs simulated traffic through every function of both pipelines (the entry points
+``shared.eventhubs.demo.run_demo`` and ``shared.engagement.demo.run_demo``) into local DuckDB files, chDB
+and Redis. Redis: ``REDIS_URL`` when it is set (it must answer); otherwise the default local Redis when it
+answers; otherwise a temporary ``redis-server`` that the demo starts and stops itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rich.tree import Tree
+
+from shared.cli.environment import export, settings_from
+from shared.cli.output import EXIT_FAILED, EXIT_UNAVAILABLE, err, fail, out
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+PIPELINES = (("eventhubs", "shared.eventhubs.demo"), ("engagement", "shared.engagement.demo"))
+
+
+def _pings(url: str, timeout: float = 1.0) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def temporary_redis() -> Iterator[str]:
+    """Start ``redis-server`` on a free loopback port (no persistence); stop it on exit."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        fail(
+            "Redis is needed: none is configured (REDIS_URL), none answers at "
+            f"{DEFAULT_REDIS_URL}, and redis-server is not installed to start one. Install it "
+            "(apt-get install redis-server, or bash scripts/services.sh install redis) or set REDIS_URL.",
+            EXIT_UNAVAILABLE,
+        )
+    with tempfile.TemporaryDirectory(prefix="streamduck-redis-") as folder:
+        port = _free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                folder,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            deadline = time.monotonic() + 10
+            while not _pings(url, 0.2):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    detail = (
+                        (process.stderr.read() if process.stderr else b"").decode(errors="replace").strip()
+                    )
+                    fail(
+                        f"could not start a temporary redis-server on port {port}: {detail[:200]}",
+                        EXIT_UNAVAILABLE,
+                    )
+                time.sleep(0.05)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+@contextmanager
+def redis_for_demo(environ: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """Yield (url, how) and leave ``environ['REDIS_URL']`` pointing at a Redis that answers."""
+    configured = environ.get("REDIS_URL")
+    if configured:
+        if not _pings(configured, 2.0):
+            fail(
+                "REDIS_URL is set but Redis does not answer there; start it, fix REDIS_URL, or unset it "
+                "to let the demo start a temporary redis-server",
+                EXIT_UNAVAILABLE,
+            )
+        yield configured, "configured (REDIS_URL)"
+        return
+    if _pings(DEFAULT_REDIS_URL, 0.5):
+        environ["REDIS_URL"] = DEFAULT_REDIS_URL
+        yield DEFAULT_REDIS_URL, "local default"
+        return
+    with temporary_redis() as url:
+        environ["REDIS_URL"] = url
+        yield url, "temporary redis-server started by the demo"
+
+
+def run_demo(environ: Mapping[str, str], *, events: int, seed: int, progress: bool) -> dict[str, Any]:
+    env = dict(environ)
+    summary: dict[str, Any] = {"events_per_pipeline": events, "seed": seed, "pipelines": {}}
+    with redis_for_demo(env) as (url, how):
+        summary["redis"] = {"url": url, "source": how}
+        settings = settings_from(env)
+        export(env)
+        summary["storage"] = {
+            "duckdb": "MotherDuck" if settings.uses_motherduck else str(settings.data_dir),
+            "clickhouse": settings.clickhouse_host or f"chDB {settings.clickhouse_chdb_path}",
+        }
+        missing: list[str] = []
+        for name, module_name in PIPELINES:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                missing.append(f"{name} ({module_name}: {exc})")
+                summary["pipelines"][name] = {"error": f"not available: {exc}"}
+                continue
+            started = time.monotonic()
+            with (
+                err.status(f"demo: {name} pipeline, {events:,} events ...", spinner="dots")
+                if progress
+                else _null()
+            ):
+                result = module.run_demo(settings, events=events, seed=seed)
+            summary["pipelines"][name] = {**dict(result), "seconds": round(time.monotonic() - started, 3)}
+    if missing:
+        summary["missing"] = missing
+        if progress:
+            render(summary)
+        fail("demo incomplete, missing: " + "; ".join(missing), EXIT_FAILED)
+    return summary
+
+
+@contextmanager
+def _null() -> Iterator[None]:
+    yield
+
+
+def _tree(node: Tree, value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(item, Mapping | list) and item:
+                _tree(node.add(f"[bold]{key}[/]"), item)
+            else:
+                node.add(f"[bold]{key}[/]: {item}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value, 1):
+            if isinstance(item, Mapping | list):
+                _tree(node.add(f"#{i}"), item)
+            else:
+                node.add(str(item))
+    else:
+        node.add(str(value))
+
+
+def render(summary: Mapping[str, Any]) -> None:
+    root = Tree("[bold]StreamDuck demo[/]")
+    _tree(root, summary)
+    out.print(root)

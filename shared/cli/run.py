@@ -1,0 +1,84 @@
+"""``streamduck run`` and ``streamduck run --dry-run``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from shared.cli.output import EXIT_FAILED, err, fail, out, print_json
+from shared.devhost.functions import discover, import_app, select
+from shared.devhost.host import DevHost, PlannedFunction, plan, read_host_json
+from shared.settings import Settings
+
+
+def build_plan(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    app_module: str,
+    app_dir: Path,
+    functions: list[str] | None,
+    batch_size: int | None,
+) -> list[PlannedFunction]:
+    app = import_app(app_module, app_dir)
+    found = select(discover(app, environ), functions)
+    return plan(found, settings, environ, read_host_json(app_dir), batch_override=batch_size)
+
+
+def print_plan(planned: list[PlannedFunction], *, as_json: bool) -> None:
+    if as_json:
+        print_json({"functions": [p.as_dict() for p in planned]})
+        return
+    table = Table(title="Plan (dry run: nothing is read or written)", title_justify="left")
+    for column in ("function", "trigger / source", "batch", "retry", "checkpoints", "targets"):
+        table.add_column(column, overflow="fold")
+    for p in planned:
+        if not p.runs:
+            table.add_row(p.fn.name, p.fn.source_label, "-", "-", "-", p.note)
+            continue
+        wait = f", wait {p.max_wait_seconds:g}s" if p.max_wait_seconds else ""
+        outputs = [f"-> {o.type}:{o.topic or o.name}" for o in p.fn.outputs]
+        table.add_row(
+            p.fn.name,
+            f"{p.fn.source_label}\n{p.connection}",
+            f"{p.batch_size} ({p.batch_size_from}{wait})",
+            p.fn.retry.describe() if p.fn.retry else "none",
+            p.checkpoints,
+            "\n".join([*p.targets, *outputs]) or "-",
+        )
+    out.print(table)
+    if not planned:
+        out.print("No functions are registered (no mappings configured and no Kafka section?).")
+
+
+def run_host(
+    planned: list[PlannedFunction],
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    live: bool,
+    exit_when_idle: float | None,
+    start_from: str,
+) -> dict[str, Any]:
+    from shared.devhost.live import LiveView
+
+    runnable = [p for p in planned if p.runs]
+    if not runnable:
+        fail("nothing to run: no Event Hubs or Kafka triggered function is registered", EXIT_FAILED)
+    host = DevHost(planned, settings, environ, start_from=start_from)
+    host.install_signal_handlers()
+    logging.getLogger("streamduck.devhost").info(
+        "running %s", ", ".join(f"{p.fn.name} <- {p.fn.source_label}" for p in runnable)
+    )
+    host.start()
+    with LiveView(host.stats, err, enabled=live) as view:
+        host.wait(exit_when_idle=exit_when_idle, tick=view.tick)
+    summary = host.stats.summary()
+    summary["failures"] = host.failures
+    if host.failures:
+        fail("; ".join(host.failures), EXIT_FAILED)
+    return summary

@@ -1,0 +1,296 @@
+"""``streamduck status``: what has been applied, what is waiting, what was parked.
+
+- Event Hubs mappings: watermark per partition (from ``_streamduck_watermarks``), lag against the hub when
+  it is reachable, dead letters by kind, the last compaction run.
+- Kafka: the consumer group's committed offsets against the topics' high watermarks (lag per partition).
+- Engagement: the leaderboard top-N with titles (from the engagement pipeline's Redis keys).
+
+Nothing is written. A local DuckDB file held by a running dev host cannot be opened by a second process;
+that is reported rather than waited for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from shared.cli.output import out
+from shared.settings import EventHubMapping, Settings
+
+
+def _error(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _duck(settings: Settings, m: EventHubMapping) -> Any:
+    import duckdb
+
+    token = settings.token_for(m)
+    if token is not None:
+        return duckdb.connect(
+            f"md:{m.database}",
+            config={"motherduck_token": token.get_secret_value(), "autoinstall_known_extensions": False},
+        )
+    path = settings.data_dir / f"{m.database}.duckdb"
+    if not path.exists():
+        return None
+    return duckdb.connect(str(path), read_only=True)
+
+
+def mapping_status(settings: Settings, m: EventHubMapping) -> dict[str, Any]:
+    from shared.duck.tables import DEAD_LETTERS, MAINTENANCE, WATERMARKS, control
+
+    report: dict[str, Any] = {
+        "mapping": m.index,
+        "function": m.function_name,
+        "event_hub": m.event_hub,
+        "consumer_group": m.consumer_group,
+        "target": m.target,
+        "partitions": [],
+        "rows": None,
+        "dead_letters": {},
+        "last_compaction": None,
+        "error": None,
+    }
+    try:
+        con = _duck(settings, m)
+    except Exception as exc:  # noqa: BLE001 - reported per mapping
+        message = _error(exc)
+        if "lock" in message.lower():
+            message = (
+                "the DuckDB file is in use by another process (a running dev host?); stop it to read status"
+            )
+        report["error"] = message
+        return report
+    if con is None:
+        report["error"] = "no data yet (the database file does not exist)"
+        return report
+    try:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ? "
+            "AND table_name = ?",
+            [m.database, m.schema_name, WATERMARKS],
+        ).fetchall()
+        if not exists or int(exists[0][0]) == 0:
+            report["error"] = "no data yet (control tables not created)"
+            return report
+        rows = con.execute(
+            f"SELECT partition_id, sequence_number, event_offset, enqueued_time, epoch, updated_at "
+            f"FROM {control(m, WATERMARKS)} WHERE event_hub = ? AND consumer_group = ? AND target_table = ? "
+            "ORDER BY TRY_CAST(partition_id AS INTEGER), partition_id",
+            [m.event_hub, m.consumer_group, m.table],
+        ).fetchall()
+        report["partitions"] = [
+            {
+                "partition": str(r[0]),
+                "sequence_number": int(r[1]),
+                "offset": r[2],
+                "enqueued_time": str(r[3]) if r[3] is not None else None,
+                "epoch": int(r[4]),
+                "updated_at": str(r[5]),
+                "lag": None,
+            }
+            for r in rows
+        ]
+        from shared.duck.tables import target
+
+        report["rows"] = int(con.execute(f"SELECT count(*) FROM {target(m)}").fetchall()[0][0])
+        dead = con.execute(
+            f"SELECT kind, count(*) FROM {control(m, DEAD_LETTERS)} "
+            "WHERE target_table = ? GROUP BY kind ORDER BY kind",
+            [m.table],
+        ).fetchall()
+        report["dead_letters"] = {str(k): int(n) for k, n in dead}
+        last = con.execute(
+            f"SELECT started_at, finished_at, rows_expired, dead_letters_expired, checkpointed, note "
+            f"FROM {control(m, MAINTENANCE)} WHERE target_table = ? ORDER BY finished_at DESC LIMIT 1",
+            [m.table],
+        ).fetchall()
+        if last:
+            s, f, expired, dl_expired, checkpointed, note = last[0]
+            report["last_compaction"] = {
+                "started_at": str(s),
+                "finished_at": str(f),
+                "rows_expired": int(expired),
+                "dead_letters_expired": int(dl_expired),
+                "checkpointed": bool(checkpointed),
+                "note": note,
+            }
+    except Exception as exc:  # noqa: BLE001
+        report["error"] = _error(exc)
+    finally:
+        con.close()
+    return report
+
+
+def eventhub_lag(settings: Settings, report: dict[str, Any], timeout: float) -> None:
+    """Fill ``lag`` per partition from the hub's last enqueued sequence numbers (hub reachable)."""
+    if settings.eventhub_connection_string is None and settings.eventhub_namespace is None:
+        report["lag_error"] = "hub not configured (EVENTHUB_CONNECTION_STRING / EVENTHUB_NAMESPACE)"
+        return
+    from azure.eventhub import EventHubConsumerClient
+
+    try:
+        if settings.eventhub_connection_string is not None:
+            client = EventHubConsumerClient.from_connection_string(
+                settings.eventhub_connection_string.get_secret_value(),
+                consumer_group=report["consumer_group"],
+                eventhub_name=report["event_hub"],
+                retry_total=0,
+            )
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            client = EventHubConsumerClient(
+                str(settings.eventhub_namespace),
+                report["event_hub"],
+                report["consumer_group"],
+                DefaultAzureCredential(),
+                retry_total=0,
+            )
+        with client:
+            known = {p["partition"]: p for p in report["partitions"]}
+            for pid in client.get_partition_ids():
+                props = client.get_partition_properties(pid)
+                last = int(props["last_enqueued_sequence_number"])
+                entry = known.get(str(pid))
+                if entry is None:
+                    entry = {"partition": str(pid), "sequence_number": None, "lag": None}
+                    report["partitions"].append(entry)
+                applied = entry["sequence_number"] if entry["sequence_number"] is not None else -1
+                entry["lag"] = max(0, last - applied) if not props.get("is_empty") else 0
+    except Exception as exc:  # noqa: BLE001
+        report["lag_error"] = _error(exc)
+
+
+def kafka_status(settings: Settings, timeout: float) -> dict[str, Any]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from shared.devhost.kafka import client_config
+
+    report: dict[str, Any] = {"consumer_group": settings.kafka_consumer_group, "topics": [], "error": None}
+    try:
+        consumer = Consumer(
+            {
+                **client_config(settings),
+                "group.id": settings.kafka_consumer_group,
+                "enable.auto.commit": False,
+            }
+        )
+    except Exception as exc:  # noqa: BLE001
+        report["error"] = _error(exc)
+        return report
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        for topic in (settings.topic_content, settings.topic_engage, settings.topic_out):
+            entry: dict[str, Any] = {"topic": topic, "partitions": []}
+            report["topics"].append(entry)
+            if topic not in metadata.topics:
+                entry["error"] = "topic does not exist"
+                continue
+            parts = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+            committed = consumer.committed(parts, timeout=timeout)
+            for tp in committed:
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                position = tp.offset if tp.offset >= 0 else None
+                entry["partitions"].append(
+                    {
+                        "partition": tp.partition,
+                        "committed": position,
+                        "high_watermark": high,
+                        "lag": high - (position if position is not None else low),
+                    }
+                )
+    except Exception as exc:  # noqa: BLE001
+        report["error"] = _error(exc)
+    finally:
+        consumer.close()
+    return report
+
+
+def leaderboard(settings: Settings, *, top: int, window: int) -> dict[str, Any]:
+    """Top-N content of the last ``window`` minutes, with titles (the engagement pipeline's Redis keys)."""
+    try:
+        from shared.engagement import status as engagement_status  # type: ignore[attr-defined]
+    except ImportError:
+        return {"window_minutes": window, "entries": [], "error": "the engagement pipeline is not installed"}
+    try:
+        result: dict[str, Any] = engagement_status.leaderboard(settings, top=top, window=window)
+        return result
+    except Exception as exc:  # noqa: BLE001
+        return {"window_minutes": window, "entries": [], "error": _error(exc)}
+
+
+def collect(
+    settings: Settings, environ: Mapping[str, str], *, top: int, window: int, timeout: float
+) -> dict[str, Any]:
+    mappings = []
+    for m in settings.mappings:
+        report = mapping_status(settings, m)
+        eventhub_lag(settings, report, timeout)
+        mappings.append(report)
+    return {
+        "mappings": mappings,
+        "kafka": kafka_status(settings, timeout),
+        "leaderboard": leaderboard(settings, top=top, window=window),
+    }
+
+
+def render(report: dict[str, Any]) -> None:
+    if not report["mappings"]:
+        out.print("Event Hubs mappings: none configured (EVENTHUBNAME_N ...)")
+    for m in report["mappings"]:
+        title = f"mapping {m['mapping']}: {m['event_hub']} ({m['consumer_group']}) -> {m['target']}"
+        table = Table(title=title, title_justify="left")
+        for column in ("partition", "watermark (sequence)", "enqueued", "epoch", "lag"):
+            table.add_column(column)
+        for p in m["partitions"]:
+            table.add_row(
+                p["partition"],
+                "-" if p.get("sequence_number") is None else str(p["sequence_number"]),
+                str(p.get("enqueued_time") or "-"),
+                str(p.get("epoch", "-")),
+                "-" if p.get("lag") is None else str(p["lag"]),
+            )
+        out.print(table)
+        dead = ", ".join(f"{k}: {n}" for k, n in m["dead_letters"].items()) or "none"
+        compaction = m["last_compaction"]["finished_at"] if m["last_compaction"] else "never"
+        out.print(
+            f"  rows: {m['rows'] if m['rows'] is not None else '-'}; dead letters: {dead}; "
+            f"last compaction: {compaction}"
+        )
+        for key in ("error", "lag_error"):
+            if m.get(key):
+                out.print(f"  [yellow]{key.replace('_', ' ')}:[/] {m[key]}", markup=True)
+    k = report["kafka"]
+    table = Table(title=f"Kafka consumer group {k['consumer_group']}", title_justify="left")
+    for column in ("topic", "partition", "committed", "high watermark", "lag"):
+        table.add_column(column)
+    for t in k["topics"]:
+        if t.get("error"):
+            table.add_row(t["topic"], "-", "-", "-", t["error"])
+        for p in t["partitions"]:
+            table.add_row(
+                t["topic"],
+                str(p["partition"]),
+                "-" if p["committed"] is None else str(p["committed"]),
+                str(p["high_watermark"]),
+                str(p["lag"]),
+            )
+    out.print(table)
+    if k.get("error"):
+        out.print(f"  [yellow]kafka:[/] {k['error']}")
+    lb = report["leaderboard"]
+    table = Table(title=f"Leaderboard, last {lb.get('window_minutes')} minutes", title_justify="left")
+    for column in ("#", "content", "title", "score"):
+        table.add_column(column)
+    for i, e in enumerate(lb.get("entries", []), 1):
+        table.add_row(
+            str(i), str(e.get("content_id")), str(e.get("title") or "-"), f"{float(e.get('score', 0)):,.2f}"
+        )
+    out.print(table)
+    if lb.get("error"):
+        out.print(f"  [yellow]leaderboard:[/] {lb['error']}")

@@ -1,0 +1,310 @@
+"""Run the registered functions against their sources, with the host's semantics, until told to stop.
+
+``plan()`` is what ``streamduck run --dry-run`` prints and exactly what ``run()`` uses: the functions, their
+sources, the **effective** batch sizes (host.json ``extensions.*`` unless overridden), retry policies and
+targets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from shared.devhost.functions import HostedFunction, TriggerKind
+from shared.devhost.retry import Invoker, parse_timespan
+from shared.devhost.stats import HostStats
+from shared.errors import ConfigError
+from shared.settings import Settings
+
+log = logging.getLogger("streamduck.devhost")
+
+
+@dataclass(frozen=True)
+class PlannedFunction:
+    fn: HostedFunction
+    batch_size: int
+    batch_size_from: str
+    max_wait_seconds: float | None
+    prefetch: int | None
+    connection: str
+    checkpoints: str
+    targets: tuple[str, ...]
+    runs: bool  # False: listed, but the dev host does not run this trigger type
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "function": self.fn.name,
+            "trigger": self.fn.kind.value,
+            "source": self.fn.source,
+            "consumer_group": self.fn.consumer_group,
+            "cardinality": "many" if self.fn.many else "one",
+            "batch_size": self.batch_size,
+            "batch_size_from": self.batch_size_from,
+            "max_wait_seconds": self.max_wait_seconds,
+            "prefetch": self.prefetch,
+            "retry": self.fn.retry.describe()
+            if self.fn.retry
+            else "none (the host moves on after one failure)",
+            "connection": self.connection,
+            "checkpoints": self.checkpoints,
+            "outputs": [f"{o.type}:{o.topic or o.name}" for o in self.fn.outputs],
+            "targets": list(self.targets),
+            "runs": self.runs,
+            "note": self.note,
+        }
+
+
+@dataclass
+class HostJson:
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def ext(self, name: str) -> Mapping[str, Any]:
+        extensions = self.raw.get("extensions") or {}
+        section = extensions.get(name) or {}
+        return section if isinstance(section, Mapping) else {}
+
+
+def read_host_json(app_dir: Path) -> HostJson:
+    path = app_dir / "host.json"
+    if not path.is_file():
+        return HostJson()
+    try:
+        return HostJson(json.loads(path.read_text(encoding="utf-8")), path)
+    except ValueError as exc:
+        raise ConfigError({"host.json": f"not valid JSON: {exc}"}) from exc
+
+
+def _targets(fn: HostedFunction, settings: Settings) -> tuple[str, ...]:
+    if fn.kind is TriggerKind.EVENT_HUB:
+        for m in settings.mappings:
+            if m.function_name == fn.name:
+                where = (
+                    "MotherDuck"
+                    if settings.token_for(m)
+                    else f"DuckDB file {settings.data_dir / m.database}.duckdb"
+                )
+                return (f"{m.target} ({where})",)
+        return ()
+    if fn.kind is TriggerKind.KAFKA:
+        clickhouse = (
+            f"ClickHouse {settings.clickhouse_host}:{settings.clickhouse_port}/{settings.clickhouse_database}"
+            if settings.clickhouse_host
+            else f"chDB {settings.clickhouse_chdb_path}/{settings.clickhouse_database}"
+        )
+        return (clickhouse, f"Redis {_redact(settings.redis_url.get_secret_value())}")
+    return ()
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def plan(
+    functions: list[HostedFunction],
+    settings: Settings,
+    environ: Mapping[str, str],
+    host_json: HostJson,
+    *,
+    batch_override: int | None = None,
+) -> list[PlannedFunction]:
+    from shared.devhost.eventhubs import hub_connection, storage_target
+    from shared.devhost.kafka import client_config
+
+    planned: list[PlannedFunction] = []
+    for fn in functions:
+        if fn.kind is TriggerKind.KAFKA:
+            kafka = host_json.ext("kafka")
+            size, source = int(kafka.get("maxBatchSize", 64)), "host.json extensions.kafka.maxBatchSize"
+            if "maxBatchSize" not in kafka:
+                source = "Kafka extension default"
+            if batch_override:
+                size, source = batch_override, "--batch-size"
+            wait = float(kafka.get("subscriberIntervalInSeconds", 1))
+            brokers = client_config(settings, fn.connection)["bootstrap.servers"]
+            planned.append(
+                PlannedFunction(
+                    fn,
+                    size if fn.many else 1,
+                    source if fn.many else "cardinality one",
+                    wait,
+                    None,
+                    f"{brokers} ({settings.kafka_protocol.value})",
+                    f"Kafka consumer group {fn.consumer_group} (commit after the function)",
+                    _targets(fn, settings),
+                    True,
+                )
+            )
+        elif fn.kind is TriggerKind.EVENT_HUB:
+            eh = host_json.ext("eventHubs")
+            size, source = (
+                int(eh.get("maxEventBatchSize", 100)),
+                "host.json extensions.eventHubs.maxEventBatchSize",
+            )
+            if "maxEventBatchSize" not in eh:
+                source = "Event Hubs extension default"
+            if batch_override:
+                size, source = batch_override, "--batch-size"
+            eh_wait: float | None = None
+            if int(eh.get("minEventBatchSize", 1)) > 1:
+                eh_wait = parse_timespan(str(eh.get("maxWaitTime", "00:01:00")))
+            prefetch = max(int(eh.get("prefetchCount", 300)), size)
+            try:
+                connection = hub_connection(fn, settings, environ).describe()
+            except ConfigError as exc:
+                connection = "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+            try:
+                checkpoints = storage_target(environ).describe()
+            except ConfigError as exc:
+                checkpoints = "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+            planned.append(
+                PlannedFunction(
+                    fn,
+                    size if fn.many else 1,
+                    source if fn.many else "cardinality one",
+                    eh_wait,
+                    prefetch,
+                    connection,
+                    checkpoints,
+                    _targets(fn, settings),
+                    True,
+                )
+            )
+        else:
+            planned.append(
+                PlannedFunction(
+                    fn,
+                    0,
+                    "-",
+                    None,
+                    None,
+                    "-",
+                    "-",
+                    (),
+                    False,
+                    note="not run by the dev host (only Event Hubs and Kafka triggers are)",
+                )
+            )
+    return planned
+
+
+class DevHost:
+    """Starts one thread per source; stops them gracefully (batch in flight finishes and checkpoints)."""
+
+    def __init__(
+        self,
+        planned: list[PlannedFunction],
+        settings: Settings,
+        environ: Mapping[str, str],
+        *,
+        start_from: str = "earliest",
+    ) -> None:
+        self.planned = [p for p in planned if p.runs]
+        self.settings = settings
+        self.environ = environ
+        self.stop = threading.Event()
+        self.stats = HostStats()
+        self.invoker = Invoker(
+            self.stop, on_retry=lambda name, label, n, exc: self.stats.retried(name, label)
+        )
+        self.start_from = start_from
+        self.threads: list[threading.Thread] = []
+        self.failures: list[str] = []
+
+    def _runner(self, p: PlannedFunction) -> Callable[[], None]:
+        if p.fn.kind is TriggerKind.KAFKA:
+            from shared.devhost.kafka import KafkaBatching, KafkaSource
+
+            k_source = KafkaSource(
+                p.fn,
+                self.settings,
+                KafkaBatching(p.batch_size, p.max_wait_seconds or 1.0),
+                self.invoker,
+                self.stats,
+                self.stop,
+                start_from=self.start_from,
+            )
+            return k_source.run
+        from shared.devhost.eventhubs import EventHubBatching, EventHubSource, hub_connection, storage_target
+
+        e_source = EventHubSource(
+            p.fn,
+            hub_connection(p.fn, self.settings, self.environ),
+            storage_target(self.environ),
+            EventHubBatching(p.batch_size, p.max_wait_seconds, p.prefetch or 300),
+            self.invoker,
+            self.stats,
+            self.stop,
+            starting_position="-1" if self.start_from == "earliest" else "@latest",
+        )
+        return e_source.run
+
+    def start(self) -> None:
+        for p in self.planned:
+            target = self._runner(p)
+
+            def guarded(target: Callable[[], None] = target, name: str = p.fn.name) -> None:
+                try:
+                    target()
+                except Exception as exc:
+                    log.exception("%s: source stopped", name)
+                    self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                    self.stop.set()
+
+            thread = threading.Thread(target=guarded, name=f"source-{p.fn.name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self.stop.is_set():
+                return
+            log.warning(
+                "%s: finishing the batch in flight, then checkpointing and exiting", signal.strsignal(signum)
+            )
+            self.stop.set()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    def wait(
+        self,
+        *,
+        exit_when_idle: float | None = None,
+        tick: Callable[[], None] | None = None,
+        interval: float = 0.5,
+    ) -> None:
+        while self.alive() and not self.stop.is_set():
+            if tick is not None:
+                tick()
+            if (
+                exit_when_idle is not None
+                and self.stats.ready_count() >= len(self.planned)
+                and self.stats.idle_for() >= exit_when_idle
+                and self.stats.total_lag() == 0
+            ):
+                log.info("idle for %.1fs with no lag: stopping", exit_when_idle)
+                self.stop.set()
+                break
+            time.sleep(interval)
+        self.stop.set()
+        for thread in self.threads:
+            while thread.is_alive():
+                thread.join(timeout=interval)
+                if tick is not None:
+                    tick()

@@ -1,0 +1,338 @@
+"""Kafka trigger source: confluent-kafka consumer, ``func.KafkaEvent`` batches, commit after the function.
+
+Mirrors the Kafka extension: the consumer group and topic come from the trigger binding; a batch holds up to
+``maxBatchSize`` messages (host.json ``extensions.kafka.maxBatchSize``, default 64) collected for at most
+``subscriberIntervalInSeconds``; offsets are committed only after the function returned (or, like the
+extension's ``commitOnFailure``, after its retries were exhausted). A batch abandoned on shutdown is not
+committed and is delivered again on the next start. Auto-commit is off, so a crash (even ``kill -9``)
+replays at most the batch in flight; the sinks are idempotent, so the replay changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.functions as func
+from azure.functions.kafka import KafkaTriggerConverter
+from azure.functions.meta import Datum
+
+from shared.devhost.functions import HostedFunction
+from shared.devhost.retry import Invoker
+from shared.devhost.stats import HostStats
+from shared.errors import TransientError
+from shared.settings import KafkaAuthMode, KafkaProtocol, Settings
+
+log = logging.getLogger("streamduck.devhost")
+
+_PROTOCOLS = {
+    KafkaProtocol.PLAINTEXT: "plaintext",
+    KafkaProtocol.SSL: "ssl",
+    KafkaProtocol.SASLPLAINTEXT: "sasl_plaintext",
+    KafkaProtocol.SASLSSL: "sasl_ssl",
+}
+_MECHANISMS = {
+    KafkaAuthMode.PLAIN: "PLAIN",
+    KafkaAuthMode.SCRAMSHA256: "SCRAM-SHA-256",
+    KafkaAuthMode.SCRAMSHA512: "SCRAM-SHA-512",
+}
+
+
+def client_config(settings: Settings, brokers: str | None = None) -> dict[str, Any]:
+    """librdkafka settings for ``settings`` (protocol, SASL) and ``brokers`` (default ``KAFKA_BROKERS``)."""
+    conf: dict[str, Any] = {"bootstrap.servers": brokers or settings.kafka_brokers}
+    protocol = _PROTOCOLS.get(settings.kafka_protocol)
+    if protocol:
+        conf["security.protocol"] = protocol
+    mechanism = _MECHANISMS.get(settings.kafka_auth_mode)
+    if mechanism:
+        conf["sasl.mechanisms"] = mechanism
+        conf["sasl.username"] = settings.kafka_username or ""
+        conf["sasl.password"] = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
+    return conf
+
+
+@dataclass(frozen=True)
+class KafkaMessage:
+    """What the dev host keeps of one consumed message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+class _Collection:
+    """Stand-in for the worker's protobuf collections (``.bytes``, ``.string``, ``.sint64``)."""
+
+    def __init__(self, **items: list[Any]) -> None:
+        for name, value in items.items():
+            setattr(self, name, value)
+
+
+def _timestamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _key(key: bytes | None) -> str | None:
+    return None if key is None else key.decode("utf-8", errors="replace")
+
+
+def _headers(message: KafkaMessage) -> list[dict[str, str | None]]:
+    return [
+        {"Key": k, "Value": None if v is None else base64.b64encode(v).decode("ascii")}
+        for k, v in message.headers
+    ]
+
+
+def to_kafka_events(messages: Sequence[KafkaMessage], *, data_type: str = "binary") -> list[func.KafkaEvent]:
+    """The ``list[func.KafkaEvent]`` a cardinality-many function receives (the worker's own converter)."""
+    metadata = {
+        "KeyArray": Datum(json.dumps([_key(m.key) for m in messages]), "json"),
+        "PartitionArray": Datum(json.dumps([m.partition for m in messages]), "json"),
+        "OffsetArray": Datum(_Collection(sint64=[m.offset for m in messages]), "collection_sint64"),
+        "TopicArray": Datum(_Collection(string=[m.topic for m in messages]), "collection_string"),
+        "TimestampArray": Datum(json.dumps([_timestamp(m.timestamp_ms) for m in messages]), "json"),
+        "HeadersArray": Datum(json.dumps([_headers(m) for m in messages]), "json"),
+    }
+    if data_type.lower() == "string":
+        data = Datum(
+            _Collection(string=[m.value.decode("utf-8", errors="replace") for m in messages]),
+            "collection_string",
+        )
+    else:
+        data = Datum(_Collection(bytes=[m.value for m in messages]), "collection_bytes")
+    decoded = KafkaTriggerConverter.decode(data, trigger_metadata=metadata)
+    if not isinstance(decoded, list):
+        raise TypeError("the Kafka converter returned a single event for a batch")
+    return decoded
+
+
+def to_kafka_event(message: KafkaMessage) -> func.KafkaEvent:
+    """The single ``func.KafkaEvent`` a cardinality-one Kafka function receives."""
+    metadata = {
+        "Key": Datum(_key(message.key), "string"),
+        "Partition": Datum(message.partition, "int"),
+        "Offset": Datum(message.offset, "int"),
+        "Topic": Datum(message.topic, "string"),
+        "Timestamp": Datum(_timestamp(message.timestamp_ms), "string"),
+        "Headers": Datum(json.dumps(_headers(message)), "json"),
+    }
+    decoded = KafkaTriggerConverter.decode(Datum(message.value, "bytes"), trigger_metadata=metadata)
+    if not isinstance(decoded, func.KafkaEvent):
+        raise TypeError("the Kafka converter returned a batch for a single event")
+    return decoded
+
+
+def output_messages(value: Any) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) pairs for what a function set on a Kafka output binding.
+
+    A string that is a JSON object with a ``Value`` (or ``value``) field is a KafkaEventData (``Key``
+    optional),
+    as with the extension; any other string or bytes is the message value.
+    """
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    result: list[tuple[bytes | None, bytes]] = []
+    for item in items:
+        raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        key: bytes | None = None
+        if raw[:1] == b"{":
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed):
+                inner = parsed.get("Value", parsed.get("value"))
+                k = parsed.get("Key", parsed.get("key"))
+                key = None if k is None else (k if isinstance(k, str) else json.dumps(k)).encode("utf-8")
+                raw = (inner if isinstance(inner, str) else json.dumps(inner)).encode("utf-8")
+        result.append((key, raw))
+    return result
+
+
+@dataclass(frozen=True)
+class KafkaBatching:
+    max_batch_size: int = 64
+    max_wait_seconds: float = 1.0
+
+
+class KafkaSource:
+    """Consumes one Kafka-triggered function's topic in its own thread."""
+
+    def __init__(
+        self,
+        fn: HostedFunction,
+        settings: Settings,
+        batching: KafkaBatching,
+        invoker: Invoker,
+        stats: HostStats,
+        stop: threading.Event,
+        *,
+        start_from: str = "earliest",
+    ) -> None:
+        self.fn = fn
+        self.settings = settings
+        self.batching = batching
+        self.invoker = invoker
+        self.stats = stats
+        self.stop = stop
+        self.start_from = start_from
+        self._producer: Any = None
+        self._assigned: list[Any] = []
+
+    def consumer_config(self) -> dict[str, Any]:
+        conf = client_config(self.settings, self.fn.connection)
+        conf.update(
+            {
+                "group.id": self.fn.consumer_group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": self.start_from,
+                "max.poll.interval.ms": 900_000,
+                "session.timeout.ms": 30_000,
+            }
+        )
+        return conf
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer
+
+        consumer = Consumer(self.consumer_config())
+
+        def on_assign(c: Any, partitions: list[Any]) -> None:
+            self._assigned = list(partitions)
+            log.info("%s: assigned %s", self.fn.name, [p.partition for p in partitions])
+
+        def on_revoke(c: Any, partitions: list[Any]) -> None:
+            self._assigned = []
+
+        consumer.subscribe([self.fn.source], on_assign=on_assign, on_revoke=on_revoke)
+        last_lag = 0.0
+        try:
+            while not self.stop.is_set():
+                raw = consumer.consume(
+                    num_messages=self.batching.max_batch_size, timeout=self.batching.max_wait_seconds
+                )
+                messages = self._messages(raw)
+                if messages and not self._process(consumer, messages):
+                    break
+                if time.monotonic() - last_lag > 2.0:
+                    self._update_lag(consumer)
+                    last_lag = time.monotonic()
+        finally:
+            consumer.close()
+            if self._producer is not None:
+                self._producer.flush(10)
+
+    def _messages(self, raw: list[Any]) -> list[KafkaMessage]:
+        from confluent_kafka import KafkaError
+
+        messages: list[KafkaMessage] = []
+        for m in raw:
+            error = m.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise TransientError(str(error), store="kafka")
+                log.warning("%s: consumer error: %s", self.fn.name, error)
+                self.stats.error(f"{self.fn.name}: {error}")
+                continue
+            headers = tuple((k, v) for k, v in (m.headers() or []))
+            _, ts = m.timestamp()
+            messages.append(
+                KafkaMessage(
+                    m.topic(), m.partition(), m.offset(), m.key(), m.value() or b"", int(ts), headers
+                )
+            )
+        return messages
+
+    def _process(self, consumer: Any, messages: list[KafkaMessage]) -> bool:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        self.stats.touch()
+        data_type = str(self.fn.trigger.get("dataType", "binary"))
+        if self.fn.many:
+            units: list[tuple[list[KafkaMessage], Any]] = [
+                (messages, to_kafka_events(messages, data_type=data_type))
+            ]
+        else:
+            units = [([m], to_kafka_event(m)) for m in messages]
+        for unit, payload in units:
+            label = ",".join(sorted({str(m.partition) for m in unit}))
+            outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self._deliver, label=label)
+            if outcome.status == "abandoned":
+                return False
+            ends: dict[tuple[str, int], int] = {}
+            for m in unit:
+                ends[(m.topic, m.partition)] = max(ends.get((m.topic, m.partition), -1), m.offset + 1)
+            try:
+                consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False
+                )
+            except KafkaException as exc:
+                # Lost the partition (rebalance): the new owner replays from the last commit.
+                log.warning("%s: commit failed, batch will be delivered again: %s", self.fn.name, exc)
+            for (_, partition), end in ends.items():
+                count = sum(1 for m in unit if m.partition == partition)
+                self.stats.batch_done(self.fn.name, str(partition), count, str(end), outcome.status)
+        return True
+
+    def _deliver(self, outputs: Mapping[str, Any]) -> None:
+        from confluent_kafka import Producer
+
+        failures: list[str] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for binding in self.fn.outputs:
+            if binding.type != "kafka" or binding.topic is None:
+                continue
+            messages = output_messages(outputs.get(binding.name))
+            if not messages:
+                continue
+            if self._producer is None:
+                conf = client_config(self.settings, binding.brokers)
+                conf.update({"enable.idempotence": True, "linger.ms": 5})
+                self._producer = Producer(conf)
+            for key, value in messages:
+                while True:
+                    try:
+                        self._producer.produce(binding.topic, value=value, key=key, on_delivery=delivered)
+                        break
+                    except BufferError:
+                        self._producer.poll(0.1)
+            remaining = self._producer.flush(30)
+            if remaining or failures:
+                raise TransientError(
+                    f"output binding {binding.name}: {remaining} undelivered, errors: {failures[:3]}",
+                    store="kafka",
+                )
+
+    def _update_lag(self, consumer: Any) -> None:
+        assigned = list(self._assigned)
+        if not assigned:
+            return
+        try:
+            positions = consumer.committed(assigned, timeout=2)
+            for tp in positions:
+                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                committed = tp.offset if tp.offset >= 0 else _low
+                self.stats.set_lag(self.fn.name, str(tp.partition), max(0, high - committed))
+            self.stats.ready(self.fn.name)
+        except Exception as exc:  # noqa: BLE001 - lag is informational; the consumer keeps going
+            log.debug("%s: lag unavailable: %s", self.fn.name, exc)

@@ -1,0 +1,82 @@
+"""The live view of ``streamduck run``: events/s, batches, retries and lag per function and partition."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from shared.devhost.stats import HostStats
+
+
+def render(stats: HostStats, title: str = "streamduck dev host") -> Table:
+    now = time.monotonic()
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in (
+        "function",
+        "partition",
+        "events",
+        "events/s",
+        "batches",
+        "retries",
+        "failed",
+        "position",
+        "lag",
+    ):
+        table.add_column(
+            column, justify="left" if column in {"function", "partition", "position"} else "right"
+        )
+    parts = stats.snapshot()
+    for p in parts:
+        table.add_row(
+            p.function,
+            p.partition,
+            f"{p.events:,}",
+            f"{p.rate(now):,.0f}",
+            f"{p.batches:,}",
+            f"{p.retries:,}",
+            f"{p.failed_batches:,}",
+            p.position,
+            "-" if p.lag is None else f"{p.lag:,}",
+        )
+    if not parts:
+        table.add_row("(waiting for partitions)", "", "", "", "", "", "", "", "")
+    return table
+
+
+class LiveView:
+    """Rich ``Live`` on a terminal; a one-line progress log every ``every`` seconds otherwise."""
+
+    def __init__(self, stats: HostStats, console: Console, *, enabled: bool, every: float = 10.0) -> None:
+        self.stats = stats
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self.every = every
+        self._last = time.monotonic()
+        self._live: Live | None = None
+
+    def __enter__(self) -> LiveView:
+        if self.enabled:
+            self._live = Live(render(self.stats), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def tick(self) -> None:
+        if self._live is not None:
+            self._live.update(render(self.stats))
+        elif time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            s = self.stats.summary()
+            self.console.print(
+                f"events={s['events']} batches={s['batches']} retries={s['retries']} "
+                f"failed_batches={s['failed_batches']} lag={self.stats.total_lag()}",
+                markup=False,
+                highlight=False,
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(render(self.stats))
+            self._live.__exit__(None, None, None)
