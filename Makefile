@@ -33,6 +33,15 @@ lint: venv ## ruff + mypy --strict
 test: venv ## Whole test suite: installs and starts local services, runs every test, stops them
 	bash scripts/test.sh
 
+.PHONY: services-up
+services-up: venv ## Install and start Redis, Kafka, Azurite, PostgreSQL on 127.0.0.1 (env in .services/env)
+	bash scripts/services.sh install
+	bash scripts/services.sh start
+
+.PHONY: services-down
+services-down: ## Stop the local services started by services-up
+	bash scripts/services.sh stop
+
 .PHONY: bench
 bench: venv ## Benchmarks (print JSON)
 	$(PY) -m bench.eventhubs_ingest
