@@ -66,3 +66,96 @@ if settings.mappings:
 
 # --- Kafka engagement pipeline -----------------------------------------------------------------------
 # (registered below by the engagement section)
+
+# broker_list, username and password name app settings (the extension resolves them); topics are values.
+_KAFKA_BROKERS = "KAFKA_BROKERS"
+_KAFKA_SASL = settings.kafka_auth_mode.value != "NOTSET"
+_KAFKA_USERNAME = "KAFKA_USERNAME" if _KAFKA_SASL else None
+_KAFKA_PASSWORD = "KAFKA_PASSWORD" if _KAFKA_SASL else None
+
+
+@app.function_name(name="engagement_content_cdc")
+@app.kafka_trigger(
+    arg_name="events",
+    topic=settings.topic_content,
+    consumer_group=settings.kafka_consumer_group,
+    cardinality=func.Cardinality.MANY,
+    data_type=func.DataType.BINARY,  # raw values: bad bytes reach the dead-letter table intact
+    broker_list=_KAFKA_BROKERS,
+    protocol=settings.kafka_protocol.value,
+    authentication_mode=settings.kafka_auth_mode.value,
+    username=_KAFKA_USERNAME,
+    password=_KAFKA_PASSWORD,
+)
+@app.kafka_output(
+    arg_name="out",
+    topic=settings.topic_out,
+    broker_list=_KAFKA_BROKERS,
+    protocol=settings.kafka_protocol.value,
+    authentication_mode=settings.kafka_auth_mode.value,
+    username=_KAFKA_USERNAME,
+    password=_KAFKA_PASSWORD,
+)
+@_retry
+def engagement_content_cdc(events: list[func.KafkaEvent], out: func.Out[list[str]]) -> None:
+    """content.flat -> shared content store + ClickHouse dimension; re-enriches events that waited for it."""
+    from shared.engagement.functions import on_content_batch
+
+    on_content_batch(settings, events, out)
+
+
+@app.function_name(name="engagement_enrich")
+@app.kafka_trigger(
+    arg_name="events",
+    topic=settings.topic_engage,
+    consumer_group=settings.kafka_consumer_group,
+    cardinality=func.Cardinality.MANY,
+    data_type=func.DataType.BINARY,
+    broker_list=_KAFKA_BROKERS,
+    protocol=settings.kafka_protocol.value,
+    authentication_mode=settings.kafka_auth_mode.value,
+    username=_KAFKA_USERNAME,
+    password=_KAFKA_PASSWORD,
+)
+@app.kafka_output(
+    arg_name="out",
+    topic=settings.topic_out,
+    broker_list=_KAFKA_BROKERS,
+    protocol=settings.kafka_protocol.value,
+    authentication_mode=settings.kafka_auth_mode.value,
+    username=_KAFKA_USERNAME,
+    password=_KAFKA_PASSWORD,
+)
+@_retry
+def engagement_enrich(events: list[func.KafkaEvent], out: func.Out[list[str]]) -> None:
+    """engagement_events.flat -> enriched topic + ClickHouse + Redis leaderboard (exactly once in effect)."""
+    from shared.engagement.functions import on_engagement_batch
+
+    on_engagement_batch(settings, events, out)
+
+
+@app.function_name(name="engagement_leaderboard_windows")
+@app.timer_trigger(schedule=settings.leaderboard_schedule, arg_name="timer", run_on_startup=False)
+def engagement_leaderboard_windows(timer: func.TimerRequest) -> None:
+    """Rebuilds the rolling leaderboard windows when the minute turns, so reading the top N is cheap."""
+    from shared.engagement.functions import on_windows_timer
+
+    on_windows_timer(settings)
+
+
+@app.function_name(name="engagement_upkeep")
+@app.timer_trigger(schedule=settings.clickhouse_upkeep_schedule, arg_name="timer", run_on_startup=False)
+@app.kafka_output(
+    arg_name="out",
+    topic=settings.topic_out,
+    broker_list=_KAFKA_BROKERS,
+    protocol=settings.kafka_protocol.value,
+    authentication_mode=settings.kafka_auth_mode.value,
+    username=_KAFKA_USERNAME,
+    password=_KAFKA_PASSWORD,
+)
+def engagement_upkeep(timer: func.TimerRequest, out: func.Out[list[str]]) -> None:
+    """Re-enriches events whose content arrived late, then OPTIMIZEs recent ClickHouse partitions."""
+    from shared.engagement.functions import on_upkeep_timer
+
+    on_upkeep_timer(settings, out)

@@ -1,0 +1,312 @@
+"""The engagement pipeline's handlers, called by the bindings in ``function_app.py``.
+
+Contract of every batch handler (the host redelivers after crashes and rebalances, and may commit offsets
+after a failure):
+
+- bad input (invalid JSON, missing fields, wrong types, unknown event_type, unusable keys) is parked in the
+  dead-letter table with its raw value, topic/partition/offset and reason; its neighbours still land;
+- a store that is unavailable raises :class:`~shared.errors.TransientError`, so the retry policy holds the
+  partition and runs the batch again; every write is idempotent (ClickHouse: row versions plus a
+  deduplication token; Redis: versioned content, offset watermark in the same script as the scores), so a
+  retry completes the batch without counting anything twice;
+- enriched events are returned for the Kafka output binding, which publishes them only when the function
+  succeeds: at least once, keyed by content id, with the event id and version in headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+
+from shared.engagement.cdc import (
+    ContentChange,
+    DeadLetter,
+    EngagementChange,
+    KafkaEventLike,
+    RawRecord,
+    decode_content,
+    decode_engagement,
+    records_from_events,
+)
+from shared.engagement.clickhouse import UnknownEvent, Warehouse
+from shared.engagement.content_store import ContentStore
+from shared.engagement.enrich import EnrichedBatch, engagement_centis
+from shared.engagement.leaderboard import Leaderboard, LeaderboardEntry, ScoreItem, top_n_with_titles
+from shared.engagement.redis_io import redis_client
+from shared.errors import BadInputError
+from shared.settings import Settings
+
+log = logging.getLogger("streamduck.engagement")
+
+ENRICH_FUNCTION = "engagement_enrich"
+CONTENT_FUNCTION = "engagement_content_cdc"
+
+
+class OutLike(Protocol):
+    """``azure.functions.Out[list[str]]``."""
+
+    def set(self, val: list[str]) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one call did (logged, and returned to tests, the demo and the benchmark)."""
+
+    records: int = 0
+    changes: int = 0
+    unknown_content: int = 0
+    dead_letters: int = 0
+    tombstones: int = 0
+    already_counted: int = 0
+    reenriched: int = 0
+    envelopes: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """The stores of the engagement pipeline, built once per process from the settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis: redis.Redis | None = None,
+        warehouse: Warehouse | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        client = redis if redis is not None else redis_client(settings.redis_url.get_secret_value())
+        self.store = ContentStore(
+            client, prefix=settings.redis_key_prefix, cache_ttl_seconds=settings.content_cache_ttl_seconds
+        )
+        self.leaderboard = Leaderboard(
+            client,
+            prefix=settings.redis_key_prefix,
+            consumer_group=settings.kafka_consumer_group,
+            bucket_ttl_seconds=settings.leaderboard_bucket_ttl_seconds,
+            windows=settings.leaderboard_windows,
+        )
+        self.warehouse = warehouse if warehouse is not None else Warehouse.from_settings(settings)
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ----------------------------------------------------------------------------------- engagement
+
+    def enrich(self, events: Sequence[KafkaEventLike]) -> BatchReport:
+        """Enrich, store and count one trigger batch of ``engagement_events.flat``."""
+        return self.enrich_records(records_from_events(events))
+
+    def enrich_records(self, records: Sequence[RawRecord]) -> BatchReport:
+        report = BatchReport(records=len(records))
+        changes: list[EngagementChange] = []
+        dead: list[DeadLetter] = []
+        items: list[ScoreItem] = []
+        for record in records:
+            try:
+                change = decode_engagement(record)
+            except BadInputError as exc:
+                dead.append(DeadLetter(record=record, reason=exc.reason, kind=exc.kind))
+                items.append(ScoreItem(record.topic, record.partition, record.offset))
+                continue
+            if change is None:
+                report.tombstones += 1
+                items.append(ScoreItem(record.topic, record.partition, record.offset))
+                continue
+            changes.append(change)
+            centis = engagement_centis(change.duration_ms) or 0
+            if change.op == "d":
+                centis = -centis
+            elif change.op == "u":
+                centis = 0
+            items.append(
+                ScoreItem(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    change.event_ts_ms // 60_000,
+                    change.content_id,
+                    centis,
+                )
+            )
+        contents = self.store.get_many(c.content_id for c in changes) if changes else {}
+        batch = EnrichedBatch(self.settings.topic_out)
+        for change in changes:
+            batch.add_change(change, contents.get(change.content_id))
+        self.warehouse.ensure_schema()
+        self.warehouse.insert_dead_letters(dead, function=ENRICH_FUNCTION)
+        self.warehouse.insert_enriched(batch, scope="enrich")
+        report.already_counted = self.leaderboard.apply(items)
+        report.changes = len(changes)
+        report.unknown_content = batch.unknown
+        report.dead_letters = len(dead)
+        report.envelopes = batch.envelopes
+        return report
+
+    # ----------------------------------------------------------------------------------- content
+
+    def content(self, events: Sequence[KafkaEventLike]) -> BatchReport:
+        """Apply one trigger batch of ``content.flat`` and re-enrich the events that waited for it."""
+        return self.content_records(records_from_events(events))
+
+    def content_records(self, records: Sequence[RawRecord]) -> BatchReport:
+        report = BatchReport(records=len(records))
+        changes: list[ContentChange] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            try:
+                changes.append(decode_content(record))
+            except BadInputError as exc:
+                dead.append(DeadLetter(record=record, reason=exc.reason, kind=exc.kind))
+        self.warehouse.ensure_schema()
+        self.store.apply(changes)
+        self.warehouse.insert_dead_letters(dead, function=CONTENT_FUNCTION)
+        self.warehouse.insert_content(changes)
+        upserted = list(dict.fromkeys(c.content_id for c in changes if not c.deleted))
+        batch = self._reenrich(upserted) if upserted else EnrichedBatch(self.settings.topic_out)
+        report.changes = len(changes)
+        report.tombstones = sum(1 for c in changes if c.record.value is None)
+        report.dead_letters = len(dead)
+        report.reenriched = len(batch)
+        report.envelopes = batch.envelopes
+        return report
+
+    def _reenrich(self, content_ids: Sequence[str] | None) -> EnrichedBatch:
+        """Re-enrich stored unknown-content events whose content is now in the store."""
+        since = self.now_ms() - self.settings.engagement_sweep_lookback_hours * 3_600_000
+        batch = EnrichedBatch(self.settings.topic_out)
+        if content_ids is not None:
+            infos = self.store.get_many(content_ids, use_cache=False)
+            known = [i for i, info in infos.items() if info is not None]
+            if not known:
+                return batch
+            rows = self.warehouse.unknown_events(
+                since_ms=since, limit=self.settings.engagement_sweep_limit, content_ids=known
+            )
+        else:
+            rows = self.warehouse.unknown_events(since_ms=since, limit=self.settings.engagement_sweep_limit)
+            infos = self.store.get_many({r.content_id for r in rows}, use_cache=False) if rows else {}
+        for row in rows:
+            info = infos.get(row.content_id)
+            if info is not None:
+                _add_unknown(batch, row, info)
+        self.warehouse.insert_enriched(batch, scope="reenrich")
+        return batch
+
+    # ----------------------------------------------------------------------------------- timers
+
+    def precompute_windows(self, now_ms: int | None = None) -> dict[int, int]:
+        return self.leaderboard.precompute_windows(self.now_ms() if now_ms is None else now_ms)
+
+    def upkeep(self, now_ms: int | None = None) -> BatchReport:
+        """Sweep unknown-content events, then OPTIMIZE the recent partitions (bounded)."""
+        at = self.now_ms() if now_ms is None else now_ms
+        self.warehouse.ensure_schema()
+        batch = self._reenrich(None)
+        self.warehouse.optimize_recent(days=self.settings.clickhouse_optimize_days, now_ms=at)
+        return BatchReport(reenriched=len(batch), envelopes=batch.envelopes)
+
+    def top(self, *, minutes: int, n: int, now_ms: int | None = None) -> list[LeaderboardEntry]:
+        return top_n_with_titles(self.leaderboard, self.store, minutes=minutes, n=n, now_ms=now_ms)
+
+
+def _add_unknown(batch: EnrichedBatch, row: UnknownEvent, info: Any) -> None:
+    batch.add(
+        id=row.id,
+        content_id=row.content_id,
+        user_id=row.user_id,
+        event_type=row.event_type,
+        event_ts_ms=row.event_ts_ms,
+        duration_ms=row.duration_ms,
+        device=row.device,
+        content=info,
+        engagement_version_ms=row.engagement_version_ms,
+        deleted=False,
+        source_topic=row.source_topic,
+        source_partition=row.source_partition,
+        source_offset=row.source_offset,
+    )
+
+
+# --------------------------------------------------------------------------------------- process wiring
+
+_PIPELINES: dict[int, Pipeline] = {}
+_OVERRIDE: list[Pipeline] = []
+_LOCK = threading.Lock()
+
+
+def pipeline_for(settings: Settings) -> Pipeline:
+    """The process's pipeline for these settings (built on first use, so indexing stays cheap)."""
+    if _OVERRIDE:
+        return _OVERRIDE[-1]
+    with _LOCK:
+        pipeline = _PIPELINES.get(id(settings))
+        if pipeline is None:
+            pipeline = _PIPELINES[id(settings)] = Pipeline(settings)
+        return pipeline
+
+
+@contextmanager
+def use_pipeline(pipeline: Pipeline) -> Iterator[Pipeline]:
+    """Run the function entry points against ``pipeline`` (tests, the demo and the benchmark)."""
+    _OVERRIDE.append(pipeline)
+    try:
+        yield pipeline
+    finally:
+        _OVERRIDE.remove(pipeline)
+
+
+def _publish(out: OutLike | None, envelopes: list[str]) -> None:
+    if out is not None and envelopes:
+        out.set(envelopes)
+
+
+def on_engagement_batch(
+    settings: Settings, events: Sequence[KafkaEventLike], out: OutLike | None
+) -> BatchReport:
+    report = pipeline_for(settings).enrich(events)
+    _publish(out, report.envelopes)
+    log.info(
+        "engagement batch: %d records, %d enriched (%d unknown content), %d dead letters, %d already counted",
+        report.records,
+        report.changes,
+        report.unknown_content,
+        report.dead_letters,
+        report.already_counted,
+    )
+    return report
+
+
+def on_content_batch(
+    settings: Settings, events: Sequence[KafkaEventLike], out: OutLike | None
+) -> BatchReport:
+    report = pipeline_for(settings).content(events)
+    _publish(out, report.envelopes)
+    log.info(
+        "content batch: %d records, %d changes, %d dead letters, %d events re-enriched",
+        report.records,
+        report.changes,
+        report.dead_letters,
+        report.reenriched,
+    )
+    return report
+
+
+def on_windows_timer(settings: Settings) -> dict[int, int]:
+    sizes = pipeline_for(settings).precompute_windows()
+    log.info("leaderboard windows rebuilt: %s", sizes)
+    return sizes
+
+
+def on_upkeep_timer(settings: Settings, out: OutLike | None) -> BatchReport:
+    report = pipeline_for(settings).upkeep()
+    _publish(out, report.envelopes)
+    log.info("upkeep: %d events re-enriched", report.reenriched)
+    return report
