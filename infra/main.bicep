@@ -164,6 +164,9 @@ param logRetentionDays int = 30
 @description('E-mail address that receives the alerts; empty creates the alert rules without a notification.')
 param alertEmail string = ''
 
+@description('Further app settings as [{name, value}] for the optional tuning variables listed in docs/deploy.md.')
+param extraAppSettings array = []
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -320,7 +323,7 @@ module function 'app/function.bicep' = {
   scope: rg
   params: {
     name: functionAppName
-    planName: '${abbrs.webSitesFunctions}plan-${resourceToken}'
+    planName: '${abbrs.webServerFarms}${resourceToken}'
     location: location
     tags: tags
     identityId: identity.outputs.id
@@ -361,6 +364,7 @@ module function 'app/function.bicep' = {
     integrationSubnetId: enableVnet ? network.outputs.functionSubnetId : ''
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    extraAppSettings: extraAppSettings
   }
   dependsOn: [
     rbacApp

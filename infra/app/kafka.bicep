@@ -80,14 +80,11 @@ module topicHubs 'eventhub.bicep' = [for (topic, i) in hubTopics: {
   }
 }]
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
-  name: keyVaultName
-}
-
-resource passwordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (storePassword) {
-  parent: vault
-  name: 'kafka-password'
-  properties: {
+module passwordSecret 'keyvault-secret.bicep' = if (storePassword) {
+  name: 'kafka-password-secret'
+  params: {
+    keyVaultName: keyVaultName
+    name: 'kafka-password'
     value: useEventHubs ? appRule.listKeys().primaryConnectionString : externalPassword
     contentType: 'text/plain; Kafka SASL password'
   }

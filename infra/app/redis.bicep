@@ -45,14 +45,11 @@ resource database 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' = {
   }
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
-  name: keyVaultName
-}
-
-resource urlSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (useAccessKeys) {
-  parent: vault
-  name: 'redis-url'
-  properties: {
+module urlSecret 'keyvault-secret.bicep' = if (useAccessKeys) {
+  name: 'redis-url-secret'
+  params: {
+    keyVaultName: keyVaultName
+    name: 'redis-url'
     value: 'rediss://:${database.listKeys().primaryKey}@${cluster.properties.hostName}:10000/0'
     contentType: 'text/plain; Redis URL with access key'
   }
