@@ -173,6 +173,9 @@ find_python() {
     done
 }
 
+# rotate_log FILE: keep the previous run's log as FILE.1 so a start's log tail shows only this run
+rotate_log() { if [[ -f "$1" ]]; then mv -f "$1" "$1.1"; fi; }
+
 sha_of() { sha256sum "$@" | sha256sum | cut -c1-64; }
 
 # ------------------------------------------------------------------------------------------------ redis
@@ -201,6 +204,7 @@ redis_launch() {
     rm -f "$REDIS_PID"
     ensure_port_free redis "$REDIS_PORT"
     REDIS_T0="$(now)"
+    rotate_log "$REDIS_LOG"
     redis-server --port "$REDIS_PORT" --bind "$HOST" --save '' --appendonly no --daemonize yes \
         --pidfile "$REDIS_PID" --logfile "$REDIS_LOG" --dir "$REDIS_DIR" ||
         fail_start redis "$REDIS_LOG" "redis-server refused to start"
@@ -241,9 +245,10 @@ kafka_install() {
     fi
     log "kafka: fetching jars with mvn dependency:copy-dependencies (scripts/kafka/pom.xml)"
     rm -rf "$KAFKA_LIBS.tmp"
-    mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" ||
-        die "kafka: mvn dependency:copy-dependencies failed"
+    mkdir -p "$KAFKA_DIR"
+    mvn -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >"$KAFKA_DIR/mvn.log" 2>&1 ||
+        fail_start kafka "$KAFKA_DIR/mvn.log" "mvn dependency:copy-dependencies failed"
     rm -rf "$KAFKA_LIBS"
     mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
     printf '%s' "$want" >"$KAFKA_LIBS/.stamp"
@@ -315,6 +320,8 @@ kafka_launch() {
     ensure_port_free kafka "$KAFKA_PORT"
     ensure_port_free kafka-controller "$KAFKA_CONTROLLER_PORT"
     KAFKA_T0="$(now)"
+    rotate_log "$KAFKA_LOG"
+    rotate_log "$KAFKA_OUT"
     kafka_write_config
     kafka_java_cmd
     if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
@@ -429,6 +436,7 @@ azurite_launch() {
         ensure_port_free azurite "$p"
     done
     AZURITE_T0="$(now)"
+    rotate_log "$AZURITE_LOG"
     setsid nohup "$AZURITE_BIN" --silent --location "$AZURITE_DIR/data" \
         --blobHost "$HOST" --blobPort "$AZURITE_BLOB_PORT" \
         --queueHost "$HOST" --queuePort "$AZURITE_QUEUE_PORT" \
@@ -449,7 +457,11 @@ azurite_status() { pid_alive "$AZURITE_PID" azurite && azurite_ready; }
 
 # --------------------------------------------------------------------------------------------- postgres
 
-PG_BASE="$SVC/pg"
+PG_LINK="$SVC/pg"
+PG_BASE="$PG_LINK"
+
+# PG_BASE: the real folder behind .services/pg (it is a link when the data lives in /tmp, see below)
+pg_resolve() { PG_BASE="$(readlink -f "$PG_LINK" 2>/dev/null || printf '%s' "$PG_LINK")"; }
 
 pg_bindir() {
     local d
@@ -490,22 +502,24 @@ pg_install() {
 # Data goes to .services/pg unless the `postgres` user cannot reach that folder (e.g. a checkout under a
 # home directory with mode 700): then to a per-checkout folder in /tmp, linked from .services/pg.
 pg_prepare_dir() {
-    if [[ -L "$PG_BASE" && ! -d "$PG_BASE" ]]; then
-        rm -f "$PG_BASE"
+    if [[ -L "$PG_LINK" && ! -d "$PG_LINK" ]]; then
+        rm -f "$PG_LINK"
     fi
-    mkdir -p "$PG_BASE"
+    mkdir -p "$PG_LINK"
+    pg_resolve
     if [[ "$(id -u)" == 0 ]]; then
         chown postgres: "$PG_BASE"
         chmod 700 "$PG_BASE"
         if ! runuser -u postgres -- test -w "$PG_BASE" 2>/dev/null; then
             local alt
             alt="/tmp/streamduck-pg-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
-            log "postgres: user postgres cannot reach $PG_BASE; keeping its data in $alt"
-            rmdir "$PG_BASE" 2>/dev/null || rm -rf "$PG_BASE"
+            log "postgres: user postgres cannot reach $PG_LINK; keeping its data in $alt"
+            rm -rf "$PG_LINK"
             mkdir -p "$alt"
             chown postgres: "$alt"
             chmod 700 "$alt"
-            ln -sfn "$alt" "$PG_BASE"
+            ln -sfn "$alt" "$PG_LINK"
+            pg_resolve
         fi
     fi
 }
@@ -547,6 +561,9 @@ log_min_messages = warning
 EOF
         log "postgres: initdb done in $(elapsed "$PG_T0")s"
     fi
+    if [[ -f "$PG_BASE/postgres.log" ]]; then
+        pg_as mv -f "$PG_BASE/postgres.log" "$PG_BASE/postgres.log.1"
+    fi
     # Port and listen address on the command line so the STREAMDUCK_PG_PORT override always applies.
     pg_ctl_ start -w -t "$TIMEOUT" -l "$PG_BASE/postgres.log" \
         -o "-p $PG_PORT -c listen_addresses=$HOST -c unix_socket_directories=''" >/dev/null ||
@@ -570,6 +587,7 @@ EOF
 
 pg_stop() {
     local bin
+    pg_resolve
     if [[ ! -f "$PG_BASE/data/postmaster.pid" ]]; then
         log "postgres: not running"
         return 0
@@ -588,6 +606,7 @@ pg_stop() {
 
 pg_status() {
     local bin
+    pg_resolve
     bin="$(pg_bindir)" || return 1
     PG_BIN="$bin"
     [[ -f "$PG_BASE/data/PG_VERSION" ]] && pg_ctl_ status >/dev/null 2>&1 && pg_ready
@@ -681,12 +700,12 @@ cmd_status() {
 cmd_clean() {
     cmd_stop
     local target
-    target="$(readlink -f "$PG_BASE" 2>/dev/null || true)"
+    target="$(readlink -f "$PG_LINK" 2>/dev/null || true)"
     rm -rf "$REDIS_DIR" "$KAFKA_DATA" "$KAFKA_DIR"/*.log "$AZURITE_DIR" "$SVC/env"
     if [[ -n "$target" && "$target" == /tmp/streamduck-pg-* ]]; then
         rm -rf "$target"
     fi
-    rm -rf "$PG_BASE"
+    rm -rf "$PG_LINK"
     log "service data removed (installed jars and node modules kept)"
 }
 
@@ -701,7 +720,7 @@ main() {
     env) env_lines ;;
     clean) cmd_clean ;;
     *)
-        sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
         [[ -z "$cmd" || "$cmd" == -h || "$cmd" == --help || "$cmd" == help ]] || exit 2
         ;;
     esac
