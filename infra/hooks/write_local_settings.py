@@ -64,6 +64,11 @@ def local_values(env: Mapping[str, str], resolve: Resolver) -> tuple[dict[str, s
             )
             continue
         values[name] = secret
+    if not values.get("CLICKHOUSE_HOST"):
+        warnings.append(
+            "CLICKHOUSE_HOST is empty: the app falls back to embedded chDB on a temporary disk; "
+            "run `azd env set CLICKHOUSE_HOST <ClickHouse Cloud host>` and `azd provision` again"
+        )
     return values, warnings
 
 
