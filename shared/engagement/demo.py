@@ -1,0 +1,175 @@
+"""The engagement path on embedded defaults: simulated Debezium traffic through the real handlers.
+
+Content and engagement rows shaped like the earlier connector's output go through the same entry points the
+function app calls, as ``func.KafkaEvent`` batches built by the library's trigger converter, into chDB
+(``CLICKHOUSE_CHDB_PATH``) and Redis (``REDIS_URL``). Some content arrives only after its engagements (those
+events are published unknown and re-enriched), and a few bad records show the dead-letter path.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from typing import Any
+
+from shared.engagement.functions import OutLike, Pipeline, on_content_batch, on_engagement_batch, use_pipeline
+from shared.engagement.kafka_io import trigger_batch
+from shared.settings import Settings
+
+BATCH = 1000
+_EVENT_MIX = (("play", 0.60), ("pause", 0.20), ("click", 0.15), ("finish", 0.05))
+_DEVICES = ("ios", "android", "web-chrome", "web-safari", "roku")
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def set(self, val: list[str]) -> None:
+        self.items.extend(val)
+
+
+def content_rows(rng: random.Random, count: int, source_ts_ms: int) -> list[dict[str, Any]]:
+    rows = []
+    for _ in range(count):
+        kind = rng.choice(("podcast", "newsletter", "video"))
+        rows.append(
+            {
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "slug": f"seed-{kind}-{rng.getrandbits(32):08x}",
+                "title": f"{kind.title()} #{rng.randint(1, 9999)}",
+                "content_type": kind,
+                "length_seconds": None if kind == "newsletter" else rng.randint(60, 3600),
+                "publish_ts": "2025-08-27T10:00:00Z",
+                "__op": "c",
+                "__table": "content",
+                "__source_ts_ms": source_ts_ms,
+            }
+        )
+    return rows
+
+
+def engagement_rows(
+    rng: random.Random, content_ids: list[str], count: int, *, first_id: int, now_ms: int
+) -> list[dict[str, Any]]:
+    kinds = [k for k, _ in _EVENT_MIX]
+    weights = [w for _, w in _EVENT_MIX]
+    rows = []
+    for i in range(count):
+        event_type = rng.choices(kinds, weights)[0]
+        ts_ms = now_ms - rng.randint(0, 55 * 60_000)
+        rows.append(
+            {
+                "id": first_id + i,
+                "content_id": rng.choice(content_ids),
+                "user_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "event_type": event_type,
+                "event_ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + f".{ts_ms % 1000:03d}Z",
+                "duration_ms": None if event_type == "click" else rng.randint(500, 300_000),
+                "device": rng.choice(_DEVICES),
+                "raw_payload": {"app_version": "1.0.0", "ab_bucket": rng.choice("AB")},
+                "__op": "c",
+                "__table": "engagement_events",
+                "__source_ts_ms": ts_ms,
+            }
+        )
+    return rows
+
+
+def _batch(topic: str, start: int, values: list[bytes | None], keys: list[str | None], ts: str) -> list[Any]:
+    n = len(values)
+    return trigger_batch(
+        values=values,
+        topics=[topic] * n,
+        partitions=[0] * n,
+        offsets=list(range(start, start + n)),
+        keys=keys,
+        timestamps=[ts] * n,
+    )
+
+
+def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]:
+    """Push ``events`` simulated engagement events (and their content) through the handlers; summarize."""
+    rng = random.Random(seed)
+    pipeline = Pipeline(settings)
+    now_ms = int(time.time() * 1000)
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms // 1000))
+    contents = content_rows(rng, max(5, events // 250), now_ms - 60_000)
+    late = contents[: max(1, len(contents) // 5)]  # published only after the engagements
+    early = contents[len(late) :]
+    out: OutLike = _Collect()
+    lb = pipeline.leaderboard
+    content_offset = (lb.watermark(settings.topic_content, 0) or -1) + 1
+    engage_offset = (lb.watermark(settings.topic_engage, 0) or -1) + 1
+    started = time.perf_counter()
+    with use_pipeline(pipeline):
+        reports = [
+            on_content_batch(
+                settings,
+                _batch(
+                    settings.topic_content,
+                    content_offset,
+                    [json.dumps(c).encode() for c in early],
+                    [json.dumps({"id": c["id"]}) for c in early],
+                    ts,
+                ),
+                out,
+            )
+        ]
+        content_offset += len(early)
+        rows = engagement_rows(rng, [c["id"] for c in contents], events, first_id=seed * 10**9, now_ms=now_ms)
+        values: list[bytes | None] = [json.dumps(r).encode() for r in rows]
+        values[len(values) // 3 : len(values) // 3] = [
+            b'{"id": 1, "content_id": ',  # truncated JSON
+            json.dumps({**rows[0], "event_type": "share"}).encode(),  # unknown event_type
+            json.dumps({k: v for k, v in rows[0].items() if k != "content_id"}).encode(),  # missing field
+        ]
+        keys: list[str | None] = [None] * len(values)
+        for start in range(0, len(values), BATCH):
+            chunk = values[start : start + BATCH]
+            batch = _batch(settings.topic_engage, engage_offset + start, chunk, keys[start : start + BATCH], ts)
+            reports.append(on_engagement_batch(settings, batch, out))
+        late_report = on_content_batch(
+            settings,
+            _batch(
+                settings.topic_content,
+                content_offset,
+                [json.dumps(c).encode() for c in late],
+                [c["id"] for c in late],
+                ts,
+            ),
+            out,
+        )
+        reports.append(late_report)
+        elapsed = time.perf_counter() - started
+        windows = pipeline.precompute_windows(now_ms)
+        top = pipeline.top(minutes=60, n=5, now_ms=now_ms)
+    wh = pipeline.warehouse
+    rows_total, unknown = wh.query(
+        "SELECT count(), countIf(NOT content_known) FROM {db}.engagement_enriched FINAL"
+    )[0]
+    published = getattr(out, "items", [])
+    return {
+        "events": events,
+        "seconds": round(elapsed, 3),
+        "events_per_second": round(events / elapsed) if elapsed else None,
+        "clickhouse_database": settings.clickhouse_database,
+        "clickhouse_rows": int(rows_total),
+        "clickhouse_unknown_content_rows": int(unknown),
+        "reenriched_when_content_arrived": late_report.reenriched,
+        "published_to": settings.topic_out,
+        "published_envelopes": len(published),
+        "dead_letters": wh.count_dead_letters(),
+        "leaderboard_windows": windows,
+        "leaderboard_top5_last_60_min": [
+            {
+                "rank": e.rank,
+                "content_id": e.content_id,
+                "title": e.title,
+                "engagement_seconds": e.engagement_seconds,
+            }
+            for e in top
+        ],
+    }

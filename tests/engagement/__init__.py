@@ -1,0 +1,1 @@
+"""Tests of the Kafka engagement pipeline (real Kafka, Redis and chDB)."""
