@@ -49,6 +49,7 @@ def _logging(verbose: bool) -> None:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.WARNING, format=fmt, handlers=[handler], force=True)
     logging.getLogger("streamduck").setLevel(level)
+    logging.getLogger("streamduck.kafka.client").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -110,13 +111,26 @@ def import_app(module: str, app_dir: Path | None = None) -> func.FunctionApp:
     raise ConfigError({"--app": f"module {module!r} defines no azure.functions.FunctionApp"})
 
 
+class _QuietIndexing(logging.Filter):
+    """The library warns on the root logger that auth levels do not apply to non-HTTP apps: not news here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Auth level is not applied")
+
+
 def discover(app: func.FunctionApp, environ: Mapping[str, str]) -> list[HostedFunction]:
     """Every function of ``app`` with its trigger, retry policy and outputs resolved against ``environ``."""
-    found: list[HostedFunction] = []
-    problems: dict[str, str] = {}
     from shared.appindex import indexed_functions
 
-    for function in indexed_functions(app).values():
+    found: list[HostedFunction] = []
+    problems: dict[str, str] = {}
+    quiet = _QuietIndexing()
+    logging.getLogger().addFilter(quiet)
+    try:
+        indexed = indexed_functions(app)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    for function in indexed.values():
         try:
             found.append(_describe(function, environ))
         except ConfigError as exc:

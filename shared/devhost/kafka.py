@@ -31,6 +31,9 @@ from shared.errors import TransientError
 from shared.settings import KafkaAuthMode, KafkaProtocol, Settings
 
 log = logging.getLogger("streamduck.devhost")
+# librdkafka's own log lines (connection retries, ...) go here; quiet unless --verbose lowers the level.
+client_log = logging.getLogger("streamduck.kafka.client")
+client_log.setLevel(logging.CRITICAL)
 
 _PROTOCOLS = {
     KafkaProtocol.PLAINTEXT: "plaintext",
@@ -47,7 +50,7 @@ _MECHANISMS = {
 
 def client_config(settings: Settings, brokers: str | None = None) -> dict[str, Any]:
     """librdkafka settings for ``settings`` (protocol, SASL) and ``brokers`` (default ``KAFKA_BROKERS``)."""
-    conf: dict[str, Any] = {"bootstrap.servers": brokers or settings.kafka_brokers}
+    conf: dict[str, Any] = {"bootstrap.servers": brokers or settings.kafka_brokers, "logger": client_log}
     protocol = _PROTOCOLS.get(settings.kafka_protocol)
     if protocol:
         conf["security.protocol"] = protocol
@@ -318,6 +321,9 @@ class KafkaSource:
                         self._producer.poll(0.1)
             remaining = self._producer.flush(30)
             if remaining or failures:
+                # Drop what is still queued: the retry produces the whole output again (consumers dedupe).
+                self._producer.purge()
+                self._producer.flush(0)
                 raise TransientError(
                     f"output binding {binding.name}: {remaining} undelivered, errors: {failures[:3]}",
                     store="kafka",

@@ -69,9 +69,11 @@ class HostStats:
                     p.failed_batches += 1
             self.last_activity = time.monotonic()
 
-    def retried(self, function: str, partition: str) -> None:
+    def retried(self, function: str, partitions: str) -> None:
+        """One retry of a batch of ``partitions`` (comma-separated when a Kafka batch spans several)."""
         with self._lock:
-            self._get(function, partition).retries += 1
+            for partition in partitions.split(","):
+                self._get(function, partition).retries += 1
             self.last_activity = time.monotonic()
 
     def set_lag(self, function: str, partition: str, lag: int | None) -> None:
