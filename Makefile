@@ -45,3 +45,4 @@ services-down: ## Stop the local services started by services-up
 .PHONY: bench
 bench: venv ## Benchmarks (print JSON)
 	$(PY) -m bench.eventhubs_ingest
+	$(PY) -m bench.engagement_enrich

@@ -66,7 +66,8 @@ def engagement_rows(
                 "content_id": rng.choice(content_ids),
                 "user_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 "event_type": event_type,
-                "event_ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + f".{ts_ms % 1000:03d}Z",
+                "event_ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000))
+                + f".{ts_ms % 1000:03d}Z",
                 "duration_ms": None if event_type == "click" else rng.randint(500, 300_000),
                 "device": rng.choice(_DEVICES),
                 "raw_payload": {"app_version": "1.0.0", "ab_bucket": rng.choice("AB")},
@@ -92,7 +93,7 @@ def _batch(topic: str, start: int, values: list[bytes | None], keys: list[str | 
 
 def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]:
     """Push ``events`` simulated engagement events (and their content) through the handlers; summarize."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (simulated traffic, not security)
     pipeline = Pipeline(settings)
     now_ms = int(time.time() * 1000)
     ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms // 1000))
@@ -129,7 +130,9 @@ def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]
         keys: list[str | None] = [None] * len(values)
         for start in range(0, len(values), BATCH):
             chunk = values[start : start + BATCH]
-            batch = _batch(settings.topic_engage, engage_offset + start, chunk, keys[start : start + BATCH], ts)
+            batch = _batch(
+                settings.topic_engage, engage_offset + start, chunk, keys[start : start + BATCH], ts
+            )
             reports.append(on_engagement_batch(settings, batch, out))
         late_report = on_content_batch(
             settings,

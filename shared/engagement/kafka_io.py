@@ -1,5 +1,5 @@
-"""Kafka adapter: trigger batches as the Python worker builds them, publishing of output envelopes, and the one
-place where confluent-kafka exceptions are translated.
+"""Kafka adapter: trigger batches as the Python worker builds them, publishing of output envelopes, and
+the one place where confluent-kafka exceptions are translated.
 
 In Azure the Kafka extension does both ends: it hands the functions ``func.KafkaEvent`` batches and publishes
 what they set on the output binding. The helpers here do the same outside the host, for the demo, the

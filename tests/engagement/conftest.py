@@ -3,7 +3,6 @@ embedded chDB engine per test process, with a fresh database, Redis key prefix a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def env(redis_url: str, kafka_brokers: str, unique_name: str, chdb_path: Path) -> Iterator[Env]:
+def env(redis_url: str, kafka_brokers: str, unique_name: str, chdb_path: Path) -> Env:
     settings = load_settings(
         {
             "REDIS_URL": redis_url,
@@ -38,4 +37,4 @@ def env(redis_url: str, kafka_brokers: str, unique_name: str, chdb_path: Path) -
             "CONTENT_CACHE_TTL_SECONDS": "0",
         }
     )
-    yield Env(settings=settings, brokers=kafka_brokers)
+    return Env(settings=settings, brokers=kafka_brokers)

@@ -12,7 +12,7 @@ from typing import Any
 
 import azure.functions as func
 from confluent_kafka import Consumer, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from shared.engagement.functions import Pipeline, use_pipeline
 from shared.engagement.kafka_io import batch_from_messages, produce_envelopes, trigger_batch
@@ -138,7 +138,7 @@ def app_functions() -> dict[str, Any]:
     """``function_app``'s functions by name (``get_functions()`` may be called only once per app)."""
     import function_app
 
-    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+    return {str(fn.get_function_name()): fn for fn in function_app.app.get_functions()}
 
 
 def app_function(name: str) -> Callable[..., Any]:

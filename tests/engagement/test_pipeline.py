@@ -10,7 +10,7 @@ import json
 import uuid
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -71,8 +71,10 @@ def published(env: Env, count: int) -> list[tuple[str, dict[str, Any], dict[str,
     messages = env.consume(env.settings.topic_out, count)
     result = []
     for m in messages:
-        headers = {k: v.decode() for k, v in (m.headers() or [])}
-        result.append((m.key().decode(), json.loads(m.value()), headers))
+        raw_headers = cast(list[tuple[str, bytes]], m.headers() or [])
+        headers = {k: v.decode() for k, v in raw_headers}
+        key, value = cast(bytes, m.key()), cast(bytes, m.value())
+        result.append((key.decode(), json.loads(value), headers))
     return result
 
 
@@ -110,7 +112,9 @@ def check_enriched(
         pct = exp_pct(row["duration_ms"], content["length_seconds"])
         assert value["engagement_pct"] == (str(pct) if pct is not None else None)
     else:
-        assert value["title"] is None and value["content_type"] is None and value["engagement_pct"] is None
+        assert value["title"] is None
+        assert value["content_type"] is None
+        assert value["engagement_pct"] is None
 
 
 def make_contents(n: int) -> list[dict[str, Any]]:
@@ -190,7 +194,9 @@ def test_end_to_end_enriched_topic_clickhouse_and_leaderboard(env: Env) -> None:
     for event_id, r in stored.items():
         row = by_event[event_id]
         content = by_id[row["content_id"]]
-        assert r[1] == row["content_id"] and r[2] is True and r[3] == content["title"]
+        assert r[1] == row["content_id"]
+        assert r[2] is True
+        assert r[3] == content["title"]
         assert r[6] == exp_seconds(row["duration_ms"])
         assert r[7] == exp_pct(row["duration_ms"], content["length_seconds"])
         assert r[9] == json_ts(row["event_ts"])
@@ -272,7 +278,8 @@ def test_content_arriving_after_its_engagements(env: Env) -> None:
         check_enriched(value, row, by_id[row["content_id"]], known=True)
     assert all(v[1] > v[0] for v in versions.values())  # the re-enriched version wins
     stored = final_rows(env)
-    assert len(stored) == 40 and all(r[2] is True for r in stored.values())
+    assert len(stored) == 40
+    assert all(r[2] is True for r in stored.values())
     # the leaderboard never depended on the content
     now = T0_MS + 4 * 60_000
     assert env.pipeline.leaderboard.top(30, 5, now) == exp_top(exp_buckets(rows), 30, now, 5)
@@ -319,10 +326,13 @@ def test_content_updates_and_deletes(env: Env) -> None:
     late = [engagement_row(2, cid, ts_ms=T0_MS - 1_000, duration_ms=60_000)]
     env.call("engagement_enrich", env.send(s.topic_engage, engage_rows(late)))
     values = {v["id"]: v for _, v, _ in published(env, 2)}
-    assert values[1]["title"] == "First" and values[1]["engagement_pct"] == "10.00"
-    assert values[2]["title"] == "Second" and values[2]["engagement_pct"] == "5.00"  # newest version won
+    assert values[1]["title"] == "First"
+    assert values[1]["engagement_pct"] == "10.00"
+    assert values[2]["title"] == "Second"
+    assert values[2]["engagement_pct"] == "5.00"
     info = env.pipeline.store.get_many([cid], use_cache=False)[cid]
-    assert info is not None and info.title == "Second"
+    assert info is not None
+    assert info.title == "Second"
 
     # delete (rewrite mode, __op = d) of one content, tombstone of the other
     deleted = content_row(cid, title="Second", op="d", version=T0_MS + 1_000)
@@ -342,7 +352,8 @@ def test_content_updates_and_deletes(env: Env) -> None:
     assert env.pipeline.leaderboard.top(10, 5, now) == exp_top(exp_buckets([*early, *late, gone]), 10, now, 5)
     assert env.pipeline.leaderboard.top(10, 5, now) == [(cid, 60.0)]
     deleted_msg = published(env, 3)[2][1]
-    assert deleted_msg["deleted"] is True and deleted_msg["id"] == 1
+    assert deleted_msg["deleted"] is True
+    assert deleted_msg["id"] == 1
 
 
 BAD_ENGAGEMENTS: list[tuple[str, bytes]] = [
@@ -401,7 +412,9 @@ def test_every_kind_of_bad_input_is_parked_and_neighbours_land(env: Env) -> None
     engage = [p for p in parked if p[0] == s.topic_engage]
     assert [(p[2], p[3]) for p in engage] == [(i + 1, kind) for i, (kind, _) in enumerate(bad)]
     for p, (_, raw) in zip(engage, bad, strict=True):
-        assert p[1] == 0 and p[5] and p[6] == "engagement_enrich"
+        assert p[1] == 0
+        assert p[5]
+        assert p[6] == "engagement_enrich"
         assert bytes.fromhex(p[4]) == raw  # raw value kept intact, non-UTF-8 bytes included
     content = [p for p in parked if p[0] == s.topic_content]
     assert [p[3] for p in content] == ["invalid_key", "missing_field", "invalid_value"]
@@ -459,7 +472,7 @@ def test_clickhouse_down_mid_batch_then_retry_completes(env: Env) -> None:
     contents = make_contents(2)
     rows = make_events(contents, 30)
     env.call("engagement_content_cdc", env.send(s.topic_content, content_msgs(contents)))
-    msgs = engage_rows(rows) + [(None, b"{broken")]
+    msgs = [*engage_rows(rows), (None, b"{broken")]
     batch = env.send(s.topic_engage, msgs)
     env.pipeline.warehouse.ensure_schema()
     flaky = Warehouse(
@@ -535,7 +548,7 @@ def test_windows_1_to_60_minutes_across_minute_hour_and_day_boundaries(env: Env)
         for minutes in range(1, 61):
             got = lb.top(minutes, 5, now_ms)
             assert got == exp_top(buckets, minutes, now_ms, 5), (iso(now_ms), minutes)
-        precomputed = client.zrevrange(lb.window_key(60), 0, 4, withscores=True)
+        precomputed: Any = client.zrevrange(lb.window_key(60), 0, 4, withscores=True)
         assert [(m.decode(), round(v, 2)) for m, v in precomputed] == exp_top(buckets, 60, now_ms, 5)
 
 
@@ -560,8 +573,10 @@ def test_kafka_trigger_and_output_bindings(name: str) -> None:
     assert trigger["protocol"] == s.kafka_protocol.value
     assert trigger["authenticationMode"] == s.kafka_auth_mode.value
     output = next(b for b in bindings if b["direction"] == "OUT")
-    assert output["type"] == "kafka" and output["name"] == "out"
-    assert output["topic"] == s.topic_out and output["brokerList"] == "KAFKA_BROKERS"
+    assert output["type"] == "kafka"
+    assert output["name"] == "out"
+    assert output["topic"] == s.topic_out
+    assert output["brokerList"] == "KAFKA_BROKERS"
     retry = fn.get_settings_dict("retry_policy")  # sent to the host as the function's retry options
     assert retry["strategy"] == "exponential_backoff"
     assert retry["max_retry_count"] == str(s.retry_max_count) == "-1"  # unlimited by default
@@ -614,8 +629,11 @@ def test_envelope_bodies_and_missing_keys_fall_back_to_metadata(env: Env) -> Non
         timestamps=[iso(T0_MS)] * 2,
     )
     records = records_from_events(events)
-    assert records[0].value == row and records[0].key == cid and records[0].offset == 7
-    assert records[1].value is None and records[1].key == json.dumps({"id": cid})
+    assert records[0].value == row
+    assert records[0].key == cid
+    assert records[0].offset == 7
+    assert records[1].value is None
+    assert records[1].key == json.dumps({"id": cid})
     assert {parse_content_key(k) for k in (cid, json.dumps(cid), json.dumps({"id": cid}), cid.upper())} == {
         cid
     }
@@ -664,4 +682,6 @@ def test_demo_runs_on_embedded_defaults(env: Env) -> None:
     assert summary["clickhouse_unknown_content_rows"] == 0
     assert summary["dead_letters"] == {"invalid_json": 1, "missing_field": 1, "unknown_event_type": 1}
     top = summary["leaderboard_top5_last_60_min"]
-    assert isinstance(top, list) and len(top) == 5 and all(e["title"] for e in top)
+    assert isinstance(top, list)
+    assert len(top) == 5
+    assert all(e["title"] for e in top)

@@ -1,0 +1,164 @@
+"""Enrichment throughput: ``python -m bench.engagement_enrich [--events N] [--batch B] [--redis-url URL]``.
+
+Runs N simulated engagement events (Debezium flat rows, as ``func.KafkaEvent`` batches built by the library's
+trigger converter) through the enrichment function's handler with embedded chDB and Redis: decode, content
+lookup (one round trip per batch), enriched envelopes, ClickHouse insert and the leaderboard script. In the
+same run, the same events go through the earlier design's Redis path (one pipelined ZINCRBY + EXPIRE round
+trip per event) for comparison. Prints JSON.
+
+Redis: ``--redis-url`` or ``STREAMDUCK_TEST_REDIS_URL`` (``bash scripts/services.sh start``); chDB lives in a
+temporary folder. Realistic traffic: event times within the last two minutes, 500 content items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from shared.engagement.demo import content_rows
+from shared.engagement.functions import Pipeline
+from shared.engagement.kafka_io import trigger_batch
+from shared.settings import load_settings
+
+
+def _events(rng: random.Random, content_ids: list[str], n: int, now_ms: int) -> list[bytes]:
+    types = ("play", "pause", "click", "finish")
+    out = []
+    for i in range(n):
+        event_type = rng.choices(types, (0.6, 0.2, 0.15, 0.05))[0]
+        ts = now_ms - rng.randint(0, 120_000)
+        out.append(
+            json.dumps(
+                {
+                    "id": i + 1,
+                    "content_id": rng.choice(content_ids),
+                    "user_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "event_type": event_type,
+                    "event_ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts // 1000))
+                    + f".{ts % 1000:03d}Z",
+                    "duration_ms": None if event_type == "click" else rng.randint(500, 300_000),
+                    "device": rng.choice(("ios", "android", "web-chrome", "roku")),
+                    "raw_payload": {"app_version": "1.0.0", "ab_bucket": "A"},
+                    "__op": "c",
+                    "__table": "engagement_events",
+                    "__source_ts_ms": ts,
+                }
+            ).encode()
+        )
+    return out
+
+
+def _earlier_design(client: redis.Redis, prefix: str, values: list[bytes]) -> float:
+    """The earlier consumer: per event, parse, then a ZINCRBY + EXPIRE pipeline (one round trip)."""
+    started = time.perf_counter()
+    for value in values:
+        row = json.loads(value)
+        ts = row["event_ts"]
+        bucket = f"{prefix}zset:eng:minute:{ts[0:4]}{ts[5:7]}{ts[8:10]}{ts[11:13]}{ts[14:16]}"
+        score = (row["duration_ms"] or 0) / 1000
+        pipe = client.pipeline(transaction=False)
+        pipe.zincrby(bucket, score, row["content_id"])
+        pipe.expire(bucket, 900)
+        pipe.execute()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("STREAMDUCK_TEST_REDIS_URL", "redis://127.0.0.1:16379/0")
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    run = uuid.uuid4().hex[:10]
+    now_ms = int(time.time() * 1000)
+    contents = content_rows(rng, 500, now_ms - 3_600_000)
+    values = _events(rng, [c["id"] for c in contents], args.events, now_ms)
+    topic = f"engagement_events.flat.bench{run}"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms // 1000))
+    batches = []
+    for start in range(0, len(values), args.batch):
+        chunk = values[start : start + args.batch]
+        n = len(chunk)
+        batches.append(
+            trigger_batch(
+                values=list(chunk),
+                topics=[topic] * n,
+                partitions=[0] * n,
+                offsets=list(range(start, start + n)),
+                keys=[None] * n,
+                timestamps=[stamp] * n,
+            )
+        )
+
+    with tempfile.TemporaryDirectory(prefix="bench-chdb-") as chdb_dir:
+        settings = load_settings(
+            {
+                "REDIS_URL": args.redis_url,
+                "REDIS_KEY_PREFIX": f"bench:{run}:",
+                "CLICKHOUSE_CHDB_PATH": chdb_dir,
+                "CLICKHOUSE_DATABASE": f"bench_{run}",
+                "TOPIC_ENGAGE": topic,
+            }
+        )
+        pipeline = Pipeline(settings)
+        content_batch = trigger_batch(
+            values=[json.dumps(c).encode() for c in contents],
+            topics=["content.flat"] * len(contents),
+            partitions=[0] * len(contents),
+            offsets=list(range(len(contents))),
+            keys=[c["id"] for c in contents],
+            timestamps=[stamp] * len(contents),
+        )
+        pipeline.content(content_batch)
+        pipeline.enrich(batches[0])  # warm-up: schema, script load, first part
+        started = time.perf_counter()
+        published = 0
+        for batch in batches[1:]:
+            published += len(pipeline.enrich(batch).envelopes)
+        elapsed = time.perf_counter() - started
+        measured = sum(len(b) for b in batches[1:])
+        rows = pipeline.warehouse.query("SELECT count() FROM {db}.engagement_enriched FINAL")[0][0]
+
+        client = redis.Redis.from_url(args.redis_url)
+        earlier_seconds = _earlier_design(client, f"bench:{run}:earlier:", values[args.batch :])
+        for key in client.scan_iter(f"bench:{run}:*", count=1000):
+            client.delete(key)
+
+    ours = measured / elapsed
+    earlier = measured / earlier_seconds
+    result: dict[str, Any] = {
+        "events": measured,
+        "batch": args.batch,
+        "enrich_events_per_second": round(ours),
+        "enrich_ms_per_batch": round(elapsed / max(1, len(batches) - 1) * 1000, 2),
+        "includes": [
+            "decode",
+            "content lookup",
+            "enriched envelopes",
+            "ClickHouse insert (chDB)",
+            "Redis script",
+        ],
+        "earlier_per_event_redis_events_per_second": round(earlier),
+        "ratio": round(ours / earlier, 2),
+        "clickhouse_rows": int(rows),
+        "published_envelopes": published,
+        "cpu_count": os.cpu_count(),
+    }
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
