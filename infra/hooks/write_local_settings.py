@@ -31,7 +31,20 @@ def az_secret(vault: str, secret: str) -> str | None:
     if az is None:
         return None
     result = subprocess.run(
-        [az, "keyvault", "secret", "show", "--vault-name", vault, "--name", secret, "--query", "value", "-o", "tsv"],
+        [
+            az,
+            "keyvault",
+            "secret",
+            "show",
+            "--vault-name",
+            vault,
+            "--name",
+            secret,
+            "--query",
+            "value",
+            "-o",
+            "tsv",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -87,13 +100,17 @@ def merge(path: Path, values: Mapping[str, str]) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: azd env get-values --output json | write_local_settings.py LOCAL_SETTINGS_JSON", file=sys.stderr)
+        print(
+            "usage: azd env get-values --output json | write_local_settings.py LOCAL_SETTINGS_JSON",
+            file=sys.stderr,
+        )
         return 2
     path = Path(argv[1])
     env = json.load(sys.stdin)
     values, warnings = local_values(env, az_secret)
     document = merge(path, values)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds secrets: owner only
+    path.chmod(0o600)  # also when the file existed before
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(document, out, indent=2)
         out.write("\n")

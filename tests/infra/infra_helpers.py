@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,9 @@ Json = Any  # pycep's JSON: nested dicts, lists, str, int, bool, None
 
 
 def require_tool(name: str, install_hint: str) -> str:
-    """Path of the executable ``name``; fails (never skips) the test when it is missing."""
-    path = shutil.which(name)
+    """Path of the executable ``name`` (this interpreter's venv first, then PATH); fails, never skips."""
+    beside_python = Path(sys.executable).parent / name
+    path = str(beside_python) if beside_python.is_file() else shutil.which(name)
     if path is None:
         pytest.fail(f"`{name}` is not installed: {install_hint}", pytrace=False)
     return path
@@ -68,7 +70,9 @@ def mappings() -> list[dict[str, Json]]:
 def body(resource: Json) -> Json:
     """The property object of a pycep resource or module, unwrapping loops and conditions."""
     config = resource["config"]
-    while isinstance(config, dict) and "config" in config and ("loop_type" in config or "condition" in config):
+    while (
+        isinstance(config, dict) and "config" in config and ("loop_type" in config or "condition" in config)
+    ):
         config = config["config"]
     return config
 

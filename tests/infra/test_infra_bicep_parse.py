@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from infra_helpers import BICEP_FILES, INFRA, MAIN_BICEP, parse_bicep, walk
+
+from .infra_helpers import BICEP_FILES, INFRA, MAIN_BICEP, parse_bicep, walk
 
 
 def test_infra_has_the_expected_bicep_files() -> None:
@@ -22,14 +23,18 @@ def test_infra_has_the_expected_bicep_files() -> None:
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(INFRA).as_posix())
 def test_bicep_file_parses(path: Path) -> None:
     tree = parse_bicep(path)
-    assert tree.get("resources") or tree.get("modules") or tree.get("outputs"), f"{path.name} declares nothing"
+    assert tree.get("resources") or tree.get("modules") or tree.get("outputs"), (
+        f"{path.name} declares nothing"
+    )
 
 
 def test_every_local_module_path_exists() -> None:
     for path in BICEP_FILES:
         for name, module in parse_bicep(path).get("modules", {}).items():
             target = module["detail"]["path"]
-            assert not target.startswith("br"), f"{path.name}: module {name} uses a registry module ({target})"
+            assert not target.startswith("br"), (
+                f"{path.name}: module {name} uses a registry module ({target})"
+            )
             assert (path.parent / target).is_file(), f"{path.name}: module {name} points to missing {target}"
 
 

@@ -13,10 +13,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from infra_helpers import DEPLOY_DOC, FUNCTION_BICEP, MAIN_BICEP, Json, body, mappings, parse_bicep, strings, walk
-from infra_helpers import as_template as template_of
-
 from shared.settings import MAPPING_VARIABLES, Settings, load_settings
+
+from .infra_helpers import (
+    DEPLOY_DOC,
+    FUNCTION_BICEP,
+    MAIN_BICEP,
+    Json,
+    body,
+    mappings,
+    parse_bicep,
+    strings,
+    walk,
+)
+from .infra_helpers import as_template as template_of
 
 # Settings read by the Functions host, its extensions or the Azure SDKs, not by StreamDuck's own code.
 HOST_SETTING_PREFIXES = (
@@ -77,11 +87,17 @@ def user_supplied() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------- the checks
 def unprovisioned(
-    fixed_read: Iterable[str], templates_read: Iterable[str], fixed_set: set[str], templates_set: set[str],
-    supplied: Mapping[str, str], mapping_count: int,
+    fixed_read: Iterable[str],
+    templates_read: Iterable[str],
+    fixed_set: set[str],
+    templates_set: set[str],
+    supplied: Mapping[str, str],
+    mapping_count: int,
 ) -> list[str]:
     """Variables the code reads that neither Bicep sets nor the user-supplied list names."""
-    problems = [f"{v}: read by the code, not provisioned" for v in fixed_read if v not in fixed_set | set(supplied)]
+    problems = [
+        f"{v}: read by the code, not provisioned" for v in fixed_read if v not in fixed_set | set(supplied)
+    ]
     for template in templates_read:
         if template in supplied:
             continue
@@ -92,7 +108,9 @@ def unprovisioned(
     return problems
 
 
-def unread(fixed_set: set[str], templates_set: set[str], fixed_read: set[str], templates_read: set[str]) -> list[str]:
+def unread(
+    fixed_set: set[str], templates_set: set[str], fixed_read: set[str], templates_read: set[str]
+) -> list[str]:
     """Settings Bicep sets that neither the code nor the Functions host reads."""
     problems = [
         f"{name}: set by Bicep, read by nothing"
@@ -106,7 +124,12 @@ def unread(fixed_set: set[str], templates_set: set[str], fixed_read: set[str], t
 def test_every_variable_the_code_reads_is_provisioned_or_user_supplied() -> None:
     fixed_set, templates_set = bicep_app_settings()
     problems = unprovisioned(
-        Settings.fixed_variables, MAPPING_VARIABLES, fixed_set, templates_set, user_supplied(), len(mappings())
+        Settings.fixed_variables,
+        MAPPING_VARIABLES,
+        fixed_set,
+        templates_set,
+        user_supplied(),
+        len(mappings()),
     )
     assert not problems, "\n".join([*problems, f"fix: {FIX_HINT}"])
 
@@ -114,7 +137,9 @@ def test_every_variable_the_code_reads_is_provisioned_or_user_supplied() -> None
 def test_every_setting_bicep_sets_is_read_by_the_code_or_the_host() -> None:
     fixed_set, templates_set = bicep_app_settings()
     problems = unread(fixed_set, templates_set, set(Settings.fixed_variables), set(MAPPING_VARIABLES))
-    assert not problems, "\n".join([*problems, "fix: remove it from infra/app/function.bicep or read it in shared/settings.py"])
+    assert not problems, "\n".join(
+        [*problems, "fix: remove it from infra/app/function.bicep or read it in shared/settings.py"]
+    )
 
 
 def test_user_supplied_list_is_read_by_the_code_not_provisioned_and_explained() -> None:
@@ -122,14 +147,18 @@ def test_user_supplied_list_is_read_by_the_code_not_provisioned_and_explained() 
     known = set(Settings.fixed_variables) | set(MAPPING_VARIABLES)
     for name, reason in user_supplied().items():
         assert name in known, f"docs/deploy.md lists {name} as user-supplied, but the code does not read it"
-        assert name not in fixed_set | templates_set, f"{name} is both set by Bicep and listed as user-supplied"
+        assert name not in fixed_set | templates_set, (
+            f"{name} is both set by Bicep and listed as user-supplied"
+        )
         assert len(reason) >= 15, f"docs/deploy.md: give the reason why {name} is user-supplied"
 
 
 def test_required_mapping_variables_are_provisioned_for_every_mapping() -> None:
     _, templates_set = bicep_app_settings()
     required = {t for t, (is_required, _) in MAPPING_VARIABLES.items() if is_required}
-    assert required <= templates_set, f"required mapping variables missing in Bicep: {sorted(required - templates_set)}"
+    assert required <= templates_set, (
+        f"required mapping variables missing in Bicep: {sorted(required - templates_set)}"
+    )
     loops = [
         node["loop_type"]["detail"]
         for node in walk(parse_bicep(FUNCTION_BICEP)["variables"])
@@ -164,10 +193,22 @@ def test_a_new_settings_field_would_be_caught() -> None:
     fixed_set, templates_set = bicep_app_settings()
     new_field = "STREAMDUCK_SOMETHING_NEW"
     problems = unprovisioned(
-        (*Settings.fixed_variables, new_field), MAPPING_VARIABLES, fixed_set, templates_set, user_supplied(), 2
+        (*Settings.fixed_variables, new_field),
+        MAPPING_VARIABLES,
+        fixed_set,
+        templates_set,
+        user_supplied(),
+        2,
     )
     assert problems == [f"{new_field}: read by the code, not provisioned"]
     problems = unprovisioned(
-        (), {**MAPPING_VARIABLES, "MOTHERDUCK_{n}_NEW": (False, "")}, fixed_set, templates_set, user_supplied(), 2
+        (),
+        {**MAPPING_VARIABLES, "MOTHERDUCK_{n}_NEW": (False, "")},
+        fixed_set,
+        templates_set,
+        user_supplied(),
+        2,
     )
-    assert problems == [f"MOTHERDUCK_{n}_NEW: read by the code for mapping {n}, not provisioned" for n in (1, 2)]
+    assert problems == [
+        f"MOTHERDUCK_{n}_NEW: read by the code for mapping {n}, not provisioned" for n in (1, 2)
+    ]

@@ -1,0 +1,1 @@
+"""Validation of the infrastructure (Bicep, azd files, compose file) without the Bicep CLI."""
