@@ -10,7 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from shared.cli.output import EXIT_FAILED, err, fail, out, print_json
-from shared.devhost.functions import discover, import_app, select
+from shared.devhost.functions import TriggerKind, discover, import_app, select
 from shared.devhost.host import DevHost, PlannedFunction, plan, read_host_json
 from shared.settings import Settings
 
@@ -39,6 +39,11 @@ def print_plan(planned: list[PlannedFunction], *, as_json: bool) -> None:
     for p in planned:
         if not p.runs:
             table.add_row(p.fn.name, p.fn.source_label, "-", "-", "-", p.note)
+            continue
+        if p.fn.kind is TriggerKind.TIMER:
+            outputs = [f"-> {o.type}:{o.topic or o.name}" for o in p.fn.outputs]
+            retry = p.fn.retry.describe() if p.fn.retry else "none"
+            table.add_row(p.fn.name, f"{p.fn.source_label} (UTC)", "-", retry, "-", "\n".join(outputs) or "-")
             continue
         wait = f", wait {p.max_wait_seconds:g}s" if p.max_wait_seconds else ""
         outputs = [f"-> {o.type}:{o.topic or o.name}" for o in p.fn.outputs]

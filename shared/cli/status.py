@@ -213,15 +213,38 @@ def kafka_status(settings: Settings, timeout: float) -> dict[str, Any]:
 
 def leaderboard(settings: Settings, *, top: int, window: int) -> dict[str, Any]:
     """Top-N content of the last ``window`` minutes, with titles (the engagement pipeline's Redis keys)."""
+    result: dict[str, Any] = {"window_minutes": window, "entries": [], "error": None}
     try:
-        from shared.engagement import status as engagement_status  # type: ignore[attr-defined]
-    except ImportError:
-        return {"window_minutes": window, "entries": [], "error": "the engagement pipeline is not installed"}
-    try:
-        result: dict[str, Any] = engagement_status.leaderboard(settings, top=top, window=window)
-        return result
+        from shared.engagement.content_store import ContentStore
+        from shared.engagement.leaderboard import Leaderboard, top_n_with_titles
+        from shared.engagement.redis_io import redis_client
+
+        client = redis_client(settings.redis_url.get_secret_value())
+        try:
+            board = Leaderboard(
+                client,
+                prefix=settings.redis_key_prefix,
+                consumer_group=settings.kafka_consumer_group,
+                bucket_ttl_seconds=settings.leaderboard_bucket_ttl_seconds,
+                windows=settings.leaderboard_windows,
+            )
+            store = ContentStore(client, prefix=settings.redis_key_prefix, cache_ttl_seconds=0)
+            entries = top_n_with_titles(board, store, minutes=window, n=top)
+        finally:
+            client.close()
+        result["entries"] = [
+            {
+                "rank": e.rank,
+                "content_id": e.content_id,
+                "title": e.title,
+                "content_type": e.content_type,
+                "score": e.engagement_seconds,
+            }
+            for e in entries
+        ]
     except Exception as exc:  # noqa: BLE001
-        return {"window_minutes": window, "entries": [], "error": _error(exc)}
+        result["error"] = _error(exc)
+    return result
 
 
 def collect(

@@ -155,6 +155,10 @@ def plan(
             )
             if "maxEventBatchSize" not in eh:
                 source = "Event Hubs extension default"
+            mapping = next((m for m in settings.mappings if m.function_name == fn.name), None)
+            if mapping is not None and environ.get(f"MOTHERDUCK_{mapping.index}_BATCH", "").strip():
+                # The earlier CLI's per-mapping knob (in Azure, host.json's maxEventBatchSize rules).
+                size, source = mapping.batch, f"MOTHERDUCK_{mapping.index}_BATCH"
             if batch_override:
                 size, source = batch_override, "--batch-size"
             eh_wait: float | None = None
@@ -182,6 +186,18 @@ def plan(
                     True,
                 )
             )
+        elif fn.kind is TriggerKind.TIMER:
+            from shared.devhost.timer import Schedule
+
+            try:
+                Schedule(fn.source)
+            except ValueError as exc:
+                raise ConfigError({f"function {fn.name} schedule": str(exc)}) from exc
+            planned.append(
+                PlannedFunction(
+                    fn, 0, "-", None, None, "-", "-", _targets(fn, settings), True, note="schedule (UTC)"
+                )
+            )
         else:
             planned.append(
                 PlannedFunction(
@@ -194,7 +210,7 @@ def plan(
                     "-",
                     (),
                     False,
-                    note="not run by the dev host (only Event Hubs and Kafka triggers are)",
+                    note="not run by the dev host (Event Hubs, Kafka and timer triggers are)",
                 )
             )
     return planned
@@ -224,6 +240,10 @@ class DevHost:
         self.failures: list[str] = []
 
     def _runner(self, p: PlannedFunction) -> Callable[[], None]:
+        if p.fn.kind is TriggerKind.TIMER:
+            from shared.devhost.timer import TimerSource
+
+            return TimerSource(p.fn, self.settings, self.invoker, self.stats, self.stop).run
         if p.fn.kind is TriggerKind.KAFKA:
             from shared.devhost.kafka import KafkaBatching, KafkaSource
 

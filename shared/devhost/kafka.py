@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from azure.functions.kafka import KafkaTriggerConverter
 from azure.functions.meta import Datum
 
 from shared.devhost.functions import HostedFunction
+from shared.devhost.outputs import OutputProducer
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
 from shared.errors import TransientError
@@ -137,34 +138,6 @@ def to_kafka_event(message: KafkaMessage) -> func.KafkaEvent:
     return decoded
 
 
-def output_messages(value: Any) -> list[tuple[bytes | None, bytes]]:
-    """(key, value) pairs for what a function set on a Kafka output binding.
-
-    A string that is a JSON object with a ``Value`` (or ``value``) field is a KafkaEventData (``Key``
-    optional),
-    as with the extension; any other string or bytes is the message value.
-    """
-    if value is None:
-        return []
-    items = value if isinstance(value, list | tuple) else [value]
-    result: list[tuple[bytes | None, bytes]] = []
-    for item in items:
-        raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
-        key: bytes | None = None
-        if raw[:1] == b"{":
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed):
-                inner = parsed.get("Value", parsed.get("value"))
-                k = parsed.get("Key", parsed.get("key"))
-                key = None if k is None else (k if isinstance(k, str) else json.dumps(k)).encode("utf-8")
-                raw = (inner if isinstance(inner, str) else json.dumps(inner)).encode("utf-8")
-        result.append((key, raw))
-    return result
-
-
 @dataclass(frozen=True)
 class KafkaBatching:
     max_batch_size: int = 64
@@ -192,7 +165,7 @@ class KafkaSource:
         self.stats = stats
         self.stop = stop
         self.start_from = start_from
-        self._producer: Any = None
+        self.outputs = OutputProducer(fn, settings)
         self._assigned: list[Any] = []
 
     def consumer_config(self) -> dict[str, Any]:
@@ -236,8 +209,7 @@ class KafkaSource:
                     last_lag = time.monotonic()
         finally:
             consumer.close()
-            if self._producer is not None:
-                self._producer.flush(10)
+            self.outputs.close()
 
     def _messages(self, raw: list[Any]) -> list[KafkaMessage]:
         from confluent_kafka import KafkaError
@@ -275,7 +247,7 @@ class KafkaSource:
             units = [([m], to_kafka_event(m)) for m in messages]
         for unit, payload in units:
             label = ",".join(sorted({str(m.partition) for m in unit}))
-            outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self._deliver, label=label)
+            outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self.outputs.deliver, label=label)
             if outcome.status == "abandoned":
                 return False
             ends: dict[tuple[str, int], int] = {}
@@ -292,42 +264,6 @@ class KafkaSource:
                 count = sum(1 for m in unit if m.partition == partition)
                 self.stats.batch_done(self.fn.name, str(partition), count, str(end), outcome.status)
         return True
-
-    def _deliver(self, outputs: Mapping[str, Any]) -> None:
-        from confluent_kafka import Producer
-
-        failures: list[str] = []
-
-        def delivered(err: Any, msg: Any) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        for binding in self.fn.outputs:
-            if binding.type != "kafka" or binding.topic is None:
-                continue
-            messages = output_messages(outputs.get(binding.name))
-            if not messages:
-                continue
-            if self._producer is None:
-                conf = client_config(self.settings, binding.brokers)
-                conf.update({"enable.idempotence": True, "linger.ms": 5})
-                self._producer = Producer(conf)
-            for key, value in messages:
-                while True:
-                    try:
-                        self._producer.produce(binding.topic, value=value, key=key, on_delivery=delivered)
-                        break
-                    except BufferError:
-                        self._producer.poll(0.1)
-            remaining = self._producer.flush(30)
-            if remaining or failures:
-                # Drop what is still queued: the retry produces the whole output again (consumers dedupe).
-                self._producer.purge()
-                self._producer.flush(0)
-                raise TransientError(
-                    f"output binding {binding.name}: {remaining} undelivered, errors: {failures[:3]}",
-                    store="kafka",
-                )
 
     def _update_lag(self, consumer: Any) -> None:
         assigned = list(self._assigned)

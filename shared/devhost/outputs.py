@@ -1,0 +1,123 @@
+"""Kafka output bindings: what a function set on ``func.Out`` is produced after it returns.
+
+As with the Kafka extension, a string that is a JSON object with a ``Value`` field is a KafkaEventData
+envelope (``Key``, ``Headers`` and ``Topic`` optional); any other string or bytes is the message value.
+Every message is acknowledged before the invocation counts as succeeded, so an output failure fails the
+invocation (and is retried) before any checkpoint or commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.devhost.functions import HostedFunction
+from shared.errors import TransientError
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class OutputMessage:
+    topic: str | None
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def _text(value: Any) -> bytes:
+    return (value if isinstance(value, str) else json.dumps(value)).encode("utf-8")
+
+
+def output_messages(value: Any) -> list[OutputMessage]:
+    """The messages for what a function set on a Kafka output binding."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    result: list[OutputMessage] = []
+    for item in items:
+        raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        parsed: Any = None
+        if raw[:1] == b"{":
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed):
+            inner = parsed.get("Value", parsed.get("value"))
+            key = parsed.get("Key", parsed.get("key"))
+            headers = tuple(
+                (str(h.get("Key")), _text(h.get("Value", "")))
+                for h in parsed.get("Headers") or []
+                if isinstance(h, dict)
+            )
+            topic = parsed.get("Topic") or parsed.get("topic")
+            result.append(
+                OutputMessage(
+                    str(topic) if topic else None,
+                    None if key is None else _text(key),
+                    b"" if inner is None else _text(inner),
+                    headers,
+                )
+            )
+        else:
+            result.append(OutputMessage(None, None, raw))
+    return result
+
+
+class OutputProducer:
+    """Produces a function's Kafka outputs and waits for every acknowledgement."""
+
+    def __init__(self, fn: HostedFunction, settings: Settings) -> None:
+        self.fn = fn
+        self.settings = settings
+        self._producer: Any = None
+
+    def deliver(self, outputs: Mapping[str, Any]) -> None:
+        from confluent_kafka import Producer
+
+        from shared.devhost.kafka import client_config
+
+        failures: list[str] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for binding in self.fn.outputs:
+            if binding.type != "kafka" or binding.topic is None:
+                continue
+            messages = output_messages(outputs.get(binding.name))
+            if not messages:
+                continue
+            if self._producer is None:
+                conf = client_config(self.settings, binding.brokers)
+                conf.update({"enable.idempotence": True, "linger.ms": 5})
+                self._producer = Producer(conf)
+            for m in messages:
+                while True:
+                    try:
+                        self._producer.produce(
+                            m.topic or binding.topic,
+                            value=m.value,
+                            key=m.key,
+                            headers=list(m.headers) or None,
+                            on_delivery=delivered,
+                        )
+                        break
+                    except BufferError:
+                        self._producer.poll(0.1)
+            remaining = self._producer.flush(30)
+            if remaining or failures:
+                # Drop what is still queued: the retry produces the whole output again (consumers dedupe).
+                self._producer.purge()
+                self._producer.flush(0)
+                raise TransientError(
+                    f"output binding {binding.name}: {remaining} undelivered, errors: {failures[:3]}",
+                    store="kafka",
+                )
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)
