@@ -72,9 +72,27 @@ def _partition_of(events: Sequence[func.EventHubEvent], mapping: EventHubMapping
     )
 
 
-def _json_list(items: Sequence[Any] | None, n: int) -> pa.Array:
+# System properties that already have their own column are not repeated in ``system_properties``.
+_SYSTEM_IN_COLUMNS = frozenset(
+    {
+        "SequenceNumber",
+        "Offset",
+        "EnqueuedTimeUtc",
+        "PartitionKey",
+        "x-opt-sequence-number",
+        "x-opt-offset",
+        "x-opt-enqueued-time",
+        "x-opt-partition-key",
+    }
+)
+
+
+def _json_list(items: Sequence[Any] | None, n: int, *, drop: frozenset[str] = frozenset()) -> pa.Array:
+    """One JSON text per event; ``{}`` where there is nothing (the common case costs no encoding)."""
     if not items or len(items) != n:
         return pa.array([_EMPTY_JSON] * n, pa.string())
+    if drop:
+        items = [{k: v for k, v in i.items() if k not in drop} if isinstance(i, dict) else i for i in items]
     if not any(items):
         return pa.array([_EMPTY_JSON] * n, pa.string())
     return pa.array([_encoder.encode(i).decode() if i else _EMPTY_JSON for i in items], pa.string())
@@ -139,7 +157,7 @@ def decode_batch(
             "enqueued_time": pa.array([e.enqueued_time for e in events], pa.timestamp("us", tz="UTC")),
             "partition_key": pa.array([e.partition_key for e in events], pa.string()),
             "properties": _json_list(metadata.get("PropertiesArray"), n),
-            "system_properties": _json_list(system, n),
+            "system_properties": _json_list(system, n, drop=_SYSTEM_IN_COLUMNS),
         }
     )
     return DecodedBatch(partition=partition, table=table, raw=raw, bad=tuple(bad))

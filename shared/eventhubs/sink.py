@@ -74,17 +74,19 @@ class MotherDuckSink:
         token = mapping.token
         cur = self._connections.cursor(mapping.database, token)
         location = self._connections.location(mapping.database, token)
+        # Optimistic: the JSON column's cast validates the bodies during the insert. Only when it rejects
+        # one does the batch pay for a separate validation pass, and the transaction is redone without it.
+        bad: list[BadEvent] | None = None if mapping.body_format is BodyFormat.JSON else list(batch.bad)
         try:
             tables.ensure(cur, mapping, location)
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                result = self._apply(cur, mapping, batch)
-                if self._before_commit is not None:
-                    self._before_commit(cur)
-                cur.execute("COMMIT")
-            except BaseException:
-                _rollback(cur)
-                raise
+            while True:
+                try:
+                    result = self._transaction(cur, mapping, batch, bad)
+                    break
+                except duckdb.ConversionException:
+                    if bad is not None:
+                        raise
+                    bad = self._bad_events(cur, mapping, batch)
         except duckdb.Error as exc:
             raise self._connections.handle_error(exc, mapping.database, token) from exc
         finally:
@@ -98,7 +100,23 @@ class MotherDuckSink:
             )
         return result
 
-    def _apply(self, cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch) -> BatchResult:
+    def _transaction(
+        self, cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch, bad: list[BadEvent] | None
+    ) -> BatchResult:
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            result = self._apply(cur, m, batch, list(batch.bad) if bad is None else bad)
+            if self._before_commit is not None:
+                self._before_commit(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            _rollback(cur)
+            raise
+        return result
+
+    def _apply(
+        self, cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch, bad: list[BadEvent]
+    ) -> BatchResult:
         p = batch.partition
         key = [p.namespace, p.event_hub, p.consumer_group, p.partition_id, m.table]
         row = fetch_one(
@@ -119,7 +137,6 @@ class MotherDuckSink:
                 reset, epoch, watermark = True, epoch + 1, -1
 
         fresh = pc.fill_null(pc.greater(seq, watermark), False)
-        bad = self._bad_events(cur, m, batch)
         bad_mask = pa.array([False] * batch.size) if not bad else _mask(batch.size, bad)
         good = pc.and_(fresh, pc.invert(bad_mask))
         now = self._clock()
@@ -175,8 +192,6 @@ class MotherDuckSink:
     @staticmethod
     def _bad_events(cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch) -> list[BadEvent]:
         bad = list(batch.bad)
-        if m.body_format is not BodyFormat.JSON:
-            return bad
         known = {b.index for b in bad}
         # Validate with DuckDB's own JSON parser: the one that types the JSON column.
         cur.register("streamduck_bodies", pa.table({"i": pa.array(range(batch.size), pa.int64()), "body": batch.table["body"]}))

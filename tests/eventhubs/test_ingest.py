@@ -1,0 +1,284 @@
+"""Event Hubs -> DuckDB ingestion against real DuckDB files: exactly-once effect, dead letters, failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from shared.errors import ConfigError, TerminalError, TransientError
+from shared.eventhubs.ingest import EventHubIngestor
+from shared.eventhubs.sink import MotherDuckSink
+from tests.eventhubs.helpers import T0, batch, index_app, mapping_env, rows, settings_for, source_events
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def ingestor(data_dir: Path) -> Iterator[EventHubIngestor]:
+    env = {**mapping_env(1, data_dir), **mapping_env(2, data_dir, fmt="text"), **mapping_env(3, data_dir, fmt="binary")}
+    env["STREAMDUCK_MAX_EVENT_BYTES"] = "1000"
+    ing = EventHubIngestor(settings_for(env))
+    yield ing
+    ing.close()
+
+
+def test_batch_lands_with_every_column(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    result = ingestor.ingest(ingestor.mapping(1), batch(source_events(0, 5)))
+    assert result is not None
+    assert (result.written, result.dead_lettered, result.skipped, result.watermark) == (5, 0, 0, 4)
+    ingestor.close()
+    got = rows(
+        data_dir,
+        "SELECT body->>'v', event_hub, consumer_group, partition_id, sequence_number, event_offset, enqueued_time, "
+        "partition_key, properties->>'app', system_properties, ingested_at IS NOT NULL "
+        "FROM lake.raw.events_1 ORDER BY sequence_number",
+    )
+    assert [r[0] for r in got] == [f"value-{i}" for i in range(5)]
+    first = got[0]
+    assert first[1:6] == ("hub1", "$Default", "0", 0, "0")
+    assert first[6] == T0
+    assert first[7] == "k0"
+    assert first[8] == "test"
+    assert json.loads(first[9]) == {}  # sequence number, offset, time and key have their own columns
+    assert first[10] is True
+    (wm,) = rows(data_dir, "SELECT namespace, event_hub, partition_id, target_table, sequence_number, event_offset, epoch "
+                 "FROM lake.raw._streamduck_watermarks")
+    assert wm == ("test.servicebus.windows.net", "hub1", "0", "events_1", 4, "256", 0)
+
+
+def test_replays_and_overlapping_splits_write_each_event_once(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    m = ingestor.mapping(1)
+    events = source_events(0, 100)
+    ingestor.ingest(m, batch(events[:60]))
+    again = ingestor.ingest(m, batch(events[:60]))  # crash before checkpoint: the host replays the batch
+    assert again is not None and (again.written, again.skipped) == (0, 60)
+    overlap = ingestor.ingest(m, batch(events[40:100]))  # a different split after a rebalance
+    assert overlap is not None and (overlap.written, overlap.skipped) == (40, 20)
+    ingestor.close()
+    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number), max(sequence_number) FROM lake.raw.events_1") == [
+        (100, 100, 99)
+    ]
+
+
+def test_partitions_have_independent_watermarks(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    m = ingestor.mapping(1)
+    ingestor.ingest(m, batch(source_events(0, 10), partition="0"))
+    ingestor.ingest(m, batch(source_events(0, 10), partition="1"))  # same sequence numbers, other partition
+    ingestor.close()
+    assert rows(data_dir, "SELECT partition_id, count(*) FROM lake.raw.events_1 GROUP BY 1 ORDER BY 1") == [("0", 10), ("1", 10)]
+
+
+def test_every_kind_of_bad_input_is_parked_while_neighbours_land(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    bodies = {
+        1: b"{not json",
+        2: b"\xff\xfe\x00garbage",
+        3: b"",
+        4: b'{"big": "' + b"x" * 2000 + b'"}',
+        5: b"[1, 2",
+    }
+    events = source_events(0, 8, body=lambda i: bodies.get(i, json.dumps({"n": i}).encode()))
+    result = ingestor.ingest(ingestor.mapping(1), batch(events))
+    assert result is not None
+    assert (result.written, result.dead_lettered, result.watermark) == (3, 5, 7)
+    ingestor.close()
+    assert [r[0] for r in rows(data_dir, "SELECT sequence_number FROM lake.raw.events_1 ORDER BY 1")] == [0, 6, 7]
+    letters = rows(
+        data_dir,
+        "SELECT sequence_number, kind, reason, raw, body_bytes, partition_id, event_offset, target_table "
+        "FROM lake.raw._streamduck_dead_letters ORDER BY sequence_number",
+    )
+    assert [(r[0], r[1]) for r in letters] == [
+        (1, "invalid_json"),
+        (2, "not_utf8"),
+        (3, "invalid_json"),
+        (4, "oversized"),
+        (5, "invalid_json"),
+    ]
+    for seq, _kind, reason, raw, size, partition, offset, target in letters:
+        assert raw == bodies[seq]  # the exact bytes are kept
+        assert size == len(bodies[seq])
+        assert (partition, offset, target) == ("0", str(seq * 64), "events_1")
+        assert reason
+    assert "over the limit of 1000 (STREAMDUCK_MAX_EVENT_BYTES)" in letters[3][2]
+    assert "not UTF-8" in letters[1][2]
+
+
+def test_text_and_binary_mappings(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    bodies = [b"plain text", b"\xc3\x28 broken utf-8", b"{json is fine as text"]
+    events = source_events(0, 3, body=lambda i: bodies[i])
+    text = ingestor.ingest(ingestor.mapping(2), batch(events, hub="hub2"))
+    binary = ingestor.ingest(ingestor.mapping(3), batch(events, hub="hub3"))
+    assert text is not None and (text.written, text.dead_lettered) == (2, 1)
+    assert binary is not None and (binary.written, binary.dead_lettered) == (3, 0)
+    ingestor.close()
+    assert [r[0] for r in rows(data_dir, "SELECT body FROM lake.raw.events_2 ORDER BY sequence_number")] == [
+        "plain text",
+        "{json is fine as text",
+    ]
+    assert [r[0] for r in rows(data_dir, "SELECT body FROM lake.raw.events_3 ORDER BY sequence_number")] == bodies
+
+
+def test_replayed_bad_events_are_parked_once(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    events = source_events(0, 4, body=lambda i: b"oops" if i == 2 else b"{}")
+    for _ in range(3):
+        ingestor.ingest(ingestor.mapping(1), batch(events))
+    ingestor.close()
+    assert rows(data_dir, "SELECT count(*) FROM lake.raw._streamduck_dead_letters") == [(1,)]
+    assert rows(data_dir, "SELECT count(*) FROM lake.raw.events_1") == [(3,)]
+
+
+class Boom(duckdb.IOException):
+    """A real DuckDB exception type, raised where a connection loss would surface."""
+
+
+def test_transient_failure_leaves_nothing_half_written_and_retry_succeeds(data_dir: Path) -> None:
+    settings = settings_for(mapping_env(1, data_dir))
+    fail = {"on": True}
+
+    def before_commit(cur: duckdb.DuckDBPyConnection) -> None:
+        if fail["on"]:
+            raise Boom("connection lost")
+
+    ing = EventHubIngestor(settings)
+    ing.sink = MotherDuckSink(ing.connections, before_commit=before_commit)
+    m = ing.mapping(1)
+    events = source_events(0, 10, body=lambda i: b"bad" if i == 3 else json.dumps({"n": i}).encode())
+    with pytest.raises(TransientError, match="connection lost"):
+        ing.ingest(m, batch(events))
+    cur = ing.connections.cursor("lake")
+    assert cur.execute("SELECT count(*) FROM lake.raw.events_1").fetchall() == [(0,)]
+    assert cur.execute("SELECT count(*) FROM lake.raw._streamduck_dead_letters").fetchall() == [(0,)]
+    assert cur.execute("SELECT count(*) FROM lake.raw._streamduck_watermarks").fetchall() == [(0,)]
+    cur.close()
+    fail["on"] = False  # the host retries the same batch
+    result = ing.ingest(m, batch(events))
+    assert result is not None and (result.written, result.dead_lettered) == (9, 1)
+    ing.close()
+
+
+def test_concurrent_delivery_of_one_partition_conflicts_and_the_retry_skips(data_dir: Path) -> None:
+    """Two instances deliver the same partition during a rebalance: a real DuckDB write-write conflict on the
+    watermark row makes the later one raise (host retries), and its retry writes nothing twice."""
+    settings = settings_for(mapping_env(1, data_dir))
+    ing = EventHubIngestor(settings)
+    m = ing.mapping(1)
+    ing.ingest(m, batch(source_events(0, 1)))
+    events = batch(source_events(0, 20))
+    plain = ing.sink
+    rival_errors: list[TransientError] = []
+
+    def rival_delivers_meanwhile(cur: duckdb.DuckDBPyConnection) -> None:
+        ing.sink = plain
+        try:
+            ing.ingest(m, events)  # the other instance, while this transaction is still open
+        except TransientError as exc:
+            rival_errors.append(exc)
+
+    ing.sink = MotherDuckSink(ing.connections, before_commit=rival_delivers_meanwhile)
+    first = ing.ingest(m, events)
+    assert first is not None and first.written == 19
+    assert len(rival_errors) == 1 and "TransactionException" in str(rival_errors[0])
+    retry = ing.ingest(m, events)  # the host retries the rival's batch
+    assert retry is not None and (retry.written, retry.skipped) == (0, 20)
+    ing.close()
+    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [(20, 20)]
+
+
+def test_sequence_numbers_going_backwards_start_a_new_epoch(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    m = ingestor.mapping(1)
+    ingestor.ingest(m, batch(source_events(0, 50)))
+    # The hub was deleted and recreated: numbering restarts, enqueued times are later than the watermark's.
+    recreated = source_events(0, 10, t0=T0 + timedelta(days=1), body=lambda i: json.dumps({"new": i}).encode())
+    result = ingestor.ingest(m, batch(recreated))
+    assert result is not None and (result.reset, result.epoch, result.written, result.watermark) == (True, 1, 10, 9)
+    replay = ingestor.ingest(m, batch(recreated))  # a replay inside the new epoch is still deduplicated
+    assert replay is not None and (replay.reset, replay.written, replay.skipped) == (False, 0, 10)
+    more = source_events(10, 20, t0=T0 + timedelta(days=1), body=lambda i: json.dumps({"new": i}).encode())
+    nxt = ingestor.ingest(m, batch(more))  # the new epoch continues normally
+    assert nxt is not None and (nxt.reset, nxt.written, nxt.epoch) == (False, 10, 1)
+    ingestor.close()
+    assert rows(data_dir, "SELECT count(*) FROM lake.raw.events_1 WHERE body->>'new' IS NOT NULL") == [(20,)]
+    assert rows(data_dir, "SELECT count(*) FROM lake.raw.events_1") == [(70,)]
+    assert rows(data_dir, "SELECT epoch, sequence_number FROM lake.raw._streamduck_watermarks") == [(1, 19)]
+
+
+def test_parallel_partitions_on_the_worker_thread_pool(ingestor: EventHubIngestor, data_dir: Path) -> None:
+    m = ingestor.mapping(1)
+    errors: list[BaseException] = []
+
+    def run(partition: str) -> None:
+        try:
+            for start in range(0, 500, 50):
+                ingestor.ingest(m, batch(source_events(start, start + 50), partition=partition))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(str(p),)) for p in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ingestor.close()
+    assert rows(data_dir, "SELECT partition_id, count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1 "
+                "GROUP BY 1 ORDER BY 1") == [(str(p), 500, 500) for p in range(4)]
+
+
+def test_existing_table_with_another_body_type_is_a_clear_config_error(data_dir: Path) -> None:
+    json_ing = EventHubIngestor(settings_for(mapping_env(1, data_dir, table="shared_t")))
+    json_ing.ingest(json_ing.mapping(1), batch(source_events(0, 1)))
+    json_ing.close()
+    from shared.duck import tables
+
+    tables.forget_ensured()
+    text_ing = EventHubIngestor(settings_for(mapping_env(1, data_dir, fmt="binary", table="shared_t")))
+    with pytest.raises(ConfigError, match="MOTHERDUCK_1_FORMAT: table lake.raw.shared_t exists with body JSON"):
+        text_ing.ingest(text_ing.mapping(1), batch(source_events(1, 2)))
+    text_ing.close()
+
+
+def test_batch_without_partition_context_raises_instead_of_guessing(ingestor: EventHubIngestor) -> None:
+    import azure.functions as func
+
+    events = [func.EventHubEvent(body=b"{}", sequence_number=1, offset="1", enqueued_time=T0)]
+    with pytest.raises(TerminalError, match="PartitionContext"):
+        ingestor.ingest(ingestor.mapping(1), events)
+
+
+def test_unreachable_motherduck_fails_fast_with_the_setting_to_check(tmp_path: Path) -> None:
+    env = {**mapping_env(1, tmp_path), "MOTHERDUCK_TOKEN": "not-a-real-token"}
+    ing = EventHubIngestor(settings_for(env))
+    with pytest.raises(TransientError, match=r"(?s)cannot reach MotherDuck database md:lake.*MOTHERDUCK_TOKEN"):
+        ing.ingest(ing.mapping(1), batch(source_events(0, 1)))
+
+
+def test_function_entry_point_end_to_end(tmp_path: Path) -> None:
+    """The registered function, as the worker calls it, with replays: exact counts in the file."""
+    code = """
+import json
+import function_app
+from shared.appindex import user_function
+from tests.eventhubs.helpers import batch, source_events
+fn = user_function(function_app.app, "eventhub_to_motherduck_1")
+events = source_events(0, 300, body=lambda i: b"\\xff" if i % 100 == 7 else json.dumps({"n": i}).encode())
+for start in (0, 100, 50, 200, 0):
+    fn(batch(events[start:start + 100]))
+fn(batch(events))
+from shared.eventhubs import default_ingestor
+cur = default_ingestor(function_app.settings).connections.cursor("lake")
+print(json.dumps({
+    "rows": cur.execute("SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1").fetchall()[0],
+    "dead": cur.execute("SELECT count(*) FROM lake.raw._streamduck_dead_letters").fetchall()[0][0],
+}))
+"""
+    found = index_app(mapping_env(1, tmp_path / "data"), code)
+    assert found == {"rows": [297, 297], "dead": 3}
