@@ -318,7 +318,7 @@ module clickHouseServer 'app/clickhouse.bicep' = if (selfHostClickHouse) {
   ]
 }
 
-module function 'app/function.bicep' = {
+module functionApp 'app/function.bicep' = {
   name: 'function'
   scope: rg
   params: {
@@ -408,6 +408,9 @@ module rbacDeployer 'app/rbac.bicep' = if (!empty(principalId)) {
       '2b629674-e913-4c01-ae53-ef4638d8f975' // Azure Event Hubs Data Sender
     ]
   }
+  dependsOn: [
+    rbacApp // Redis applies one access policy assignment at a time
+  ]
 }
 
 module privateEndpoints 'app/private-endpoints.bicep' = if (enableVnet) {
@@ -448,7 +451,7 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_CLIENT_ID string = identity.outputs.clientId
-output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
@@ -460,4 +463,4 @@ output EVENTHUB_NAMESPACE string = eventHubs.outputs.fqdn
 output KAFKA_BROKERS string = kafka.outputs.brokers
 output REDIS_HOST string = redis.outputs.host
 output CLICKHOUSE_HOST string = selfHostClickHouse ? clickHouseServer.outputs.host : clickHouseHost
-output STREAMDUCK_LOCAL_SETTINGS array = function.outputs.localSettings
+output STREAMDUCK_LOCAL_SETTINGS array = functionApp.outputs.localSettings

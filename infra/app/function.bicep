@@ -1,6 +1,6 @@
 // The StreamDuck function app on Flex Consumption (Python 3.13) with its app settings.
 //
-// App settings are declared in the *Settings variables below; tests/infra/test_settings_drift.py checks
+// App settings are declared in the *Settings variables below; tests/infra/test_infra_settings_drift.py checks
 // them against shared/settings.py: every variable the code reads is set here or listed as user-supplied
 // in docs/deploy.md, and every StreamDuck setting set here is read by the code.
 param name string
@@ -158,7 +158,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     keyVaultReferenceIdentity: identityId // resolve @Microsoft.KeyVault(...) settings as the app's identity
     virtualNetworkSubnetId: empty(integrationSubnetId) ? null : integrationSubnetId
-    vnetRouteAllEnabled: !empty(integrationSubnetId)
     siteConfig: {
       minTlsVersion: '1.2'
       http20Enabled: true

@@ -165,7 +165,7 @@ def test_required_mapping_variables_are_provisioned_for_every_mapping() -> None:
         if isinstance(node, dict) and "loop_type" in node
     ]
     assert {"item_name": "m", "index_name": "i", "array_name": "mappings"} in loops
-    passed = body(parse_bicep(MAIN_BICEP)["modules"]["function"])["params"]["mappings"]
+    passed = body(parse_bicep(MAIN_BICEP)["modules"]["functionApp"])["params"]["mappings"]
     assert passed == "mappings", "main.bicep must hand its mappings parameter to the function app"
 
 
