@@ -15,7 +15,7 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
     }
     retentionInDays: retentionInDays
     features: {
-      disableLocalAuth: true // agents and exporters sign in with Entra ID
+      disableLocalAuth: true // ingestion and queries with Entra ID only
     }
   }
 }
