@@ -192,17 +192,14 @@ def kafka_status(settings: Settings, timeout: float) -> dict[str, Any]:
                 entry["error"] = "topic does not exist"
                 continue
             parts = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+            consumed = topic != settings.topic_out  # the output topic is produced, not consumed, by the app
             committed = consumer.committed(parts, timeout=timeout)
             for tp in committed:
                 low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
                 position = tp.offset if tp.offset >= 0 else None
+                lag = high - (position if position is not None else low) if consumed else None
                 entry["partitions"].append(
-                    {
-                        "partition": tp.partition,
-                        "committed": position,
-                        "high_watermark": high,
-                        "lag": high - (position if position is not None else low),
-                    }
+                    {"partition": tp.partition, "committed": position, "high_watermark": high, "lag": lag}
                 )
     except Exception as exc:  # noqa: BLE001
         report["error"] = _error(exc)
@@ -301,7 +298,7 @@ def render(report: dict[str, Any]) -> None:
                 str(p["partition"]),
                 "-" if p["committed"] is None else str(p["committed"]),
                 str(p["high_watermark"]),
-                str(p["lag"]),
+                "produced" if p["lag"] is None else str(p["lag"]),
             )
     out.print(table)
     if k.get("error"):

@@ -96,7 +96,10 @@ class PostgresTarget:
 
 
 class KafkaTarget:
-    """Debezium-flattened messages straight to ``TOPIC_CONTENT`` / ``TOPIC_ENGAGE`` (created when missing)."""
+    """Debezium-flattened messages straight to ``TOPIC_CONTENT`` / ``TOPIC_ENGAGE``.
+
+    Missing topics (these two and ``TOPIC_OUT``) are created with three partitions.
+    """
 
     name = "kafka"
 
@@ -115,7 +118,9 @@ class KafkaTarget:
             existing = admin.list_topics(timeout=10).topics
         except Exception as exc:
             raise ConfigError({"KAFKA_BROKERS": f"cannot reach {settings.kafka_brokers}: {exc}"}) from exc
-        missing = [t for t in (self.topic_content, self.topic_engage) if t not in existing]
+        # The enriched output topic too: the pipeline's output binding needs it before the first batch.
+        wanted = (self.topic_content, self.topic_engage, settings.topic_out)
+        missing = [t for t in wanted if t not in existing]
         if missing:
             futures = admin.create_topics(
                 [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing]
