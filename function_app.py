@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 import azure.functions as func
 
@@ -19,7 +20,10 @@ settings = load_settings()
 app = func.FunctionApp()
 
 
-def _retry[F: Callable[..., object]](fn: F) -> F:
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def _retry(fn: F) -> F:
     """Exponential back-off, unlimited by default: a failing batch holds its partition instead of being skipped."""
     decorated: F = app.retry(
         strategy="exponential_backoff",
@@ -56,13 +60,17 @@ for _mapping in settings.mappings:
 if settings.mappings:
 
     @app.function_name(name="compact_motherduck")
-    @app.timer_trigger(schedule=settings.compaction_schedule, arg_name="timer", run_on_startup=False, use_monitor=True)
+    @app.timer_trigger(
+        schedule=settings.compaction_schedule, arg_name="timer", run_on_startup=False, use_monitor=True
+    )
     def compact_motherduck(timer: func.TimerRequest) -> None:
         from shared.duck.compaction import compact_all
         from shared.eventhubs import default_ingestor
 
         report = compact_all(settings, default_ingestor(settings).connections)
-        logging.getLogger("streamduck.compaction").info("compaction report: %s", json.dumps(report, default=str))
+        logging.getLogger("streamduck.compaction").info(
+            "compaction report: %s", json.dumps(report, default=str)
+        )
 
 # --- Kafka engagement pipeline -----------------------------------------------------------------------
 # (registered below by the engagement section)

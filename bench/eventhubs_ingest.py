@@ -48,10 +48,9 @@ def make_bodies(n: int, seed: int = 7) -> list[bytes]:
 
 
 def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) -> dict[str, Any]:
+    import function_app
     from shared.appindex import user_function
     from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
-
-    import function_app
 
     fn = user_function(function_app.app, "eventhub_to_motherduck_1")
     t0 = datetime(2026, 11, 22, tzinfo=UTC)
@@ -80,8 +79,13 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
     cur = default_ingestor(function_app.settings).connections.cursor("bench")
     rows = cur.execute("SELECT count(*) FROM bench.raw.events").fetchall()[0][0]
     cur.close()
-    return {"batch": batch, "events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed),
-            "rows_in_table": rows}
+    return {
+        "batch": batch,
+        "events": events,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(events / elapsed),
+        "rows_in_table": rows,
+    }
 
 
 def _run_values_baseline(events: int, batch: int, bodies: list[bytes], path: Path) -> dict[str, Any]:
@@ -92,7 +96,15 @@ def _run_values_baseline(events: int, batch: int, bodies: list[bytes], path: Pat
     )
     t0 = datetime(2026, 11, 22)  # noqa: DTZ001 - the earlier system's naive TIMESTAMP columns
     rows = [
-        (bodies[i % len(bodies)].decode(), "0", i, t0 + timedelta(milliseconds=i), '{"source":"bench"}', "{}", t0)
+        (
+            bodies[i % len(bodies)].decode(),
+            "0",
+            i,
+            t0 + timedelta(milliseconds=i),
+            '{"source":"bench"}',
+            "{}",
+            t0,
+        )
         for i in range(events)
     ]
     started = time.perf_counter()
@@ -102,15 +114,26 @@ def _run_values_baseline(events: int, batch: int, bodies: list[bytes], path: Pat
         con.execute(f"INSERT INTO t VALUES {placeholders}", [v for r in chunk for v in r])
     elapsed = time.perf_counter() - started
     con.close()
-    return {"batch": batch, "events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed)}
+    return {
+        "batch": batch,
+        "events": events,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(events / elapsed),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batches", default="100,1000,10000")
-    parser.add_argument("--baseline-events", type=int, default=20_000,
-                        help="events for the multi-row VALUES baseline (it is ~30x slower)")
+    parser.add_argument(
+        "--baseline-events",
+        type=int,
+        default=20_000,
+        help="events for the multi-row VALUES baseline (it is ~30x slower)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.batches.split(",")]
     bodies = make_bodies(5_000)
@@ -125,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="streamduck-bench-") as tmp:
             data_dir = Path(tmp)
             run = _subprocess_run(args.events, size, data_dir)
-            base = _run_values_baseline(min(args.baseline_events, args.events), size, bodies, data_dir / "base.duckdb")
+            base = _run_values_baseline(
+                min(args.baseline_events, args.events), size, bodies, data_dir / "base.duckdb"
+            )
             run["baseline_multirow_values_events_per_s"] = base["events_per_s"]
             run["speedup_vs_multirow_values"] = round(run["events_per_s"] / base["events_per_s"], 1)
             results["runs"].append(run)
@@ -155,7 +180,12 @@ def _subprocess_run(events: int, batch: int, data_dir: Path) -> dict[str, Any]:
     )
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
-        [sys.executable, "-c", code, str(data_dir)], env=env, cwd=root, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(data_dir)],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result

@@ -21,7 +21,7 @@ def indexed_functions(app: func.FunctionApp) -> dict[str, Any]:
     with _lock:
         found = _cache.get(id(app))
         if found is None:
-            found = {f.get_function_name(): f for f in app.get_functions()}
+            found = {str(f.get_function_name()): f for f in app.get_functions()}
             _cache[id(app)] = found
         return found
 

@@ -107,8 +107,6 @@ class EventHubMapping(BaseModel):
         return f"{self.database}.{self.schema_name}.{self.table}"
 
 
-
-
 class KafkaProtocol(StrEnum):
     NOTSET = "NOTSET"
     PLAINTEXT = "PLAINTEXT"
@@ -144,7 +142,9 @@ class Settings(BaseSettings):
         None,
         validation_alias=_env("EVENTHUB_CONNECTION_STRING"),
         description="Connection string for the dev host and simulator (emulator or SAS). Entra ID when unset.",
-        examples=["Endpoint=sb://localhost;SharedAccessKeyName=...;SharedAccessKey=...;UseDevelopmentEmulator=true;"],
+        examples=[
+            "Endpoint=sb://localhost;SharedAccessKeyName=...;SharedAccessKey=...;UseDevelopmentEmulator=true;"
+        ],
     )
     motherduck_token: SecretStr | None = Field(
         None,
@@ -473,9 +473,9 @@ class Settings(BaseSettings):
 
 def _first_alias(field_name: str) -> str:
     alias = Settings.model_fields[field_name].validation_alias
-    assert isinstance(alias, AliasChoices)
-    first = alias.choices[0]
-    assert isinstance(first, str)
+    first = alias.choices[0] if isinstance(alias, AliasChoices) else None
+    if not isinstance(first, str):
+        raise TypeError(f"Settings.{field_name} needs a validation_alias naming its environment variable")
     return first
 
 
@@ -534,7 +534,9 @@ def _parse_mappings(env: Mapping[str, str], problems: dict[str, str]) -> tuple[E
             )
             ok = False
         if not _CONSUMER_GROUP_RE.fullmatch(group):
-            problems[f"EVENTHUBNAME_{n}_CONSUMER_GROUP"] = f"{group!r} is not a valid consumer group, for example $Default"
+            problems[f"EVENTHUBNAME_{n}_CONSUMER_GROUP"] = (
+                f"{group!r} is not a valid consumer group, for example $Default"
+            )
             ok = False
         for part, example in (("DATABASE", "analytics"), ("SCHEMA", "raw"), ("TABLE", "telemetry_events")):
             value = values[f"MOTHERDUCK_{{n}}_{part}"]
@@ -548,7 +550,9 @@ def _parse_mappings(env: Mapping[str, str], problems: dict[str, str]) -> tuple[E
         retention = _int_in_range(values, n, "RETENTION_DAYS", None, 1, 36_500, problems)
         fmt_raw = values.get("MOTHERDUCK_{n}_FORMAT", "json").lower() or "json"
         if fmt_raw not in {f.value for f in BodyFormat}:
-            problems[f"MOTHERDUCK_{n}_FORMAT"] = f"{fmt_raw!r} is not one of json, text, binary, for example json"
+            problems[f"MOTHERDUCK_{n}_FORMAT"] = (
+                f"{fmt_raw!r} is not one of json, text, binary, for example json"
+            )
             ok = False
         if not ok or batch is None:
             continue
@@ -570,13 +574,13 @@ def _parse_mappings(env: Mapping[str, str], problems: dict[str, str]) -> tuple[E
 
     seen: dict[tuple[str, str, str], int] = {}
     for m in mappings:
-        key = (m.event_hub, m.consumer_group, m.target.lower())
-        if key in seen:
+        target_key = (m.event_hub, m.consumer_group, m.target.lower())
+        if target_key in seen:
             problems[f"EVENTHUBNAME_{m.index}"] = (
-                f"mapping {m.index} repeats mapping {seen[key]} (same hub, consumer group and table); "
+                f"mapping {m.index} repeats mapping {seen[target_key]} (same hub, consumer group and table); "
                 "remove one or give it another table"
             )
-        seen[key] = m.index
+        seen[target_key] = m.index
     return tuple(mappings)
 
 
@@ -596,7 +600,9 @@ def _int_in_range(
     try:
         value = int(raw)
     except ValueError:
-        problems[name] = f"{raw!r} is not an integer, for example {MAPPING_VARIABLES['MOTHERDUCK_{n}_' + part][1]}"
+        problems[name] = (
+            f"{raw!r} is not an integer, for example {MAPPING_VARIABLES['MOTHERDUCK_{n}_' + part][1]}"
+        )
         return default
     if not low <= value <= high:
         problems[name] = f"{value} is out of range {low}..{high}"
@@ -615,7 +621,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     fixed = {k: v for k, v in env.items() if k in _ALL_ALIASES and v != ""}
     settings: Settings | None = None
     try:
-        settings = Settings(**fixed)
+        settings = Settings.model_validate(fixed)
     except ValidationError as exc:
         for err in exc.errors():
             variable = str(err["loc"][0]) if err["loc"] else "?"

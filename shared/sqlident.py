@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-IDENTIFIER_RULE = "letters, digits and underscores, starting with a letter or underscore, at most 63 characters"
+IDENTIFIER_RULE = (
+    "letters, digits and underscores, starting with a letter or underscore, at most 63 characters"
+)
 
 
 def is_identifier(name: str) -> bool:

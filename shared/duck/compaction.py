@@ -38,7 +38,11 @@ class CompactionReport:
 
 
 def compact_all(
-    settings: Settings, connections: DuckConnections, *, clock: Clock = utc_now, budget_seconds: float | None = None
+    settings: Settings,
+    connections: DuckConnections,
+    *,
+    clock: Clock = utc_now,
+    budget_seconds: float | None = None,
 ) -> dict[str, object]:
     """Compact every mapping; returns a report with what was done and what was skipped for lack of time."""
     budget = settings.compaction_budget_seconds if budget_seconds is None else budget_seconds
@@ -60,7 +64,9 @@ def _count(cur: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(str(row[0])) if row else 0
 
 
-def compact_mapping(m: EventHubMapping, connections: DuckConnections, *, clock: Clock = utc_now) -> CompactionReport:
+def compact_mapping(
+    m: EventHubMapping, connections: DuckConnections, *, clock: Clock = utc_now
+) -> CompactionReport:
     t0 = time.monotonic()
     started = clock()
     location = connections.location(m.database, m.token)
@@ -97,7 +103,9 @@ def compact_mapping(m: EventHubMapping, connections: DuckConnections, *, clock: 
         raise connections.handle_error(exc, m.database, m.token) from exc
     finally:
         cur.close()
-    report = CompactionReport(m.target, before, after, expired, letters_expired, checkpointed, round(time.monotonic() - t0, 3), note)
+    report = CompactionReport(
+        m.target, before, after, expired, letters_expired, checkpointed, round(time.monotonic() - t0, 3), note
+    )
     log.info("compacted %s: %s", m.target, report)
     return report
 

@@ -77,7 +77,9 @@ class DuckConnections:
         if root is not None:
             root.close()
 
-    def handle_error(self, exc: duckdb.Error, database: str, token: SecretStr | None = None) -> StreamDuckError:
+    def handle_error(
+        self, exc: duckdb.Error, database: str, token: SecretStr | None = None
+    ) -> StreamDuckError:
         """Translate ``exc``; drop the connection if DuckDB says it is no longer usable."""
         if isinstance(exc, _RECONNECT) or "database has been invalidated" in str(exc):
             self.discard(database, token)
@@ -103,7 +105,9 @@ class DuckConnections:
                     cause=exc,
                 ) from exc
         if not token.get_secret_value().strip():
-            raise ConfigError({"MOTHERDUCK_TOKEN": "is empty, for example MOTHERDUCK_TOKEN=<token from app.motherduck.com>"})
+            raise ConfigError(
+                {"MOTHERDUCK_TOKEN": "is empty, for example MOTHERDUCK_TOKEN=<token from app.motherduck.com>"}
+            )
         try:
             return duckdb.connect(
                 f"md:{database}",

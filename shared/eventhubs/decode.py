@@ -46,16 +46,18 @@ class DecodedBatch:
     partition: Partition
     table: pa.Table  # one row per event of the batch, in batch order, body typed per the mapping's format
     raw: pa.Array  # binary bodies, for dead letters
-    bad: tuple[BadEvent, ...]  # bad events found without a database (size, UTF-8, missing position)
+    bad: tuple[BadEvent, ...]  # bad events found without a database (size, UTF-8)
 
     @property
     def size(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
 
-def _partition_of(events: Sequence[func.EventHubEvent], mapping: EventHubMapping, namespace: str) -> Partition:
+def _partition_of(
+    events: Sequence[func.EventHubEvent], mapping: EventHubMapping, namespace: str
+) -> Partition:
     metadata: Mapping[str, Any] = events[0].metadata or {}
-    context = metadata.get("PartitionContext") or {}
+    context: Mapping[str, Any] = metadata.get("PartitionContext") or {}
     partition_id = context.get("PartitionId")
     if partition_id is None:
         # Without the partition the batch cannot be deduplicated. This is a host problem, not bad input:
@@ -153,7 +155,9 @@ def decode_batch(
         {
             "body": body_col,
             "sequence_number": pa.array(sequence_numbers, pa.int64()),
-            "event_offset": pa.array([None if e.offset is None else str(e.offset) for e in events], pa.string()),
+            "event_offset": pa.array(
+                [None if e.offset is None else str(e.offset) for e in events], pa.string()
+            ),
             "enqueued_time": pa.array([e.enqueued_time for e in events], pa.timestamp("us", tz="UTC")),
             "partition_key": pa.array([e.partition_key for e in events], pa.string()),
             "properties": _json_list(metadata.get("PropertiesArray"), n),

@@ -86,7 +86,9 @@ def to_function_batch(events: Sequence[SourceEvent], partition: PartitionInfo) -
             "json",
         ),
         "SystemPropertiesArray": Datum(json.dumps(system), "json"),
-        "PropertiesArray": Datum(json.dumps([dict(e.properties) for e in events], default=_json_default), "json"),
+        "PropertiesArray": Datum(
+            json.dumps([dict(e.properties) for e in events], default=_json_default), "json"
+        ),
         "SequenceNumberArray": Datum(json.dumps([e.sequence_number for e in events]), "json"),
         "OffsetArray": Datum(json.dumps([e.offset for e in events]), "json"),
         "EnqueuedTimeUtcArray": Datum(json.dumps([s["EnqueuedTimeUtc"] for s in system]), "json"),
@@ -94,5 +96,6 @@ def to_function_batch(events: Sequence[SourceEvent], partition: PartitionInfo) -
     }
     data = Datum(_CollectionBytes([e.body for e in events]), "collection_bytes")
     decoded = EventHubTriggerConverter.decode(data, trigger_metadata=metadata)
-    assert isinstance(decoded, list)
+    if not isinstance(decoded, list):
+        raise TypeError(f"expected a list of events for cardinality many, got {type(decoded).__name__}")
     return decoded

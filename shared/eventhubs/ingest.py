@@ -23,7 +23,9 @@ class EventHubIngestor:
         self, settings: Settings, *, sink: MotherDuckSink | None = None, clock: Clock = utc_now
     ) -> None:
         self.settings = settings
-        self.connections = DuckConnections(data_dir=settings.data_dir, default_token=settings.motherduck_token)
+        self.connections = DuckConnections(
+            data_dir=settings.data_dir, default_token=settings.motherduck_token
+        )
         self.sink = sink or MotherDuckSink(self.connections, clock=clock)
         self._by_index = {m.index: m for m in settings.mappings}
 

@@ -101,7 +101,11 @@ class MotherDuckSink:
         return result
 
     def _transaction(
-        self, cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch, bad: list[BadEvent] | None
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        m: EventHubMapping,
+        batch: DecodedBatch,
+        bad: list[BadEvent] | None,
     ) -> BatchResult:
         cur.execute("BEGIN TRANSACTION")
         try:
@@ -125,7 +129,9 @@ class MotherDuckSink:
             "WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? AND target_table = ?",
             list(key),
         )
-        watermark, watermark_time, epoch = (-1, None, 0) if row is None else (_int(row[0]), row[1], _int(row[2]))
+        watermark, watermark_time, epoch = (
+            (-1, None, 0) if row is None else (_int(row[0]), row[1], _int(row[2]))
+        )
 
         t = batch.table
         seq = t.column("sequence_number")
@@ -190,12 +196,19 @@ class MotherDuckSink:
         )
 
     @staticmethod
-    def _bad_events(cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch) -> list[BadEvent]:
+    def _bad_events(
+        cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch
+    ) -> list[BadEvent]:
         bad = list(batch.bad)
         known = {b.index for b in bad}
         # Validate with DuckDB's own JSON parser: the one that types the JSON column.
-        cur.register("streamduck_bodies", pa.table({"i": pa.array(range(batch.size), pa.int64()), "body": batch.table["body"]}))
-        invalid = cur.execute("SELECT i FROM streamduck_bodies WHERE NOT json_valid(body) ORDER BY i").fetchall()
+        cur.register(
+            "streamduck_bodies",
+            pa.table({"i": pa.array(range(batch.size), pa.int64()), "body": batch.table["body"]}),
+        )
+        invalid = cur.execute(
+            "SELECT i FROM streamduck_bodies WHERE NOT json_valid(body) ORDER BY i"
+        ).fetchall()
         cur.unregister("streamduck_bodies")
         for (i,) in invalid:
             if i not in known:
@@ -204,7 +217,11 @@ class MotherDuckSink:
 
     @staticmethod
     def _park(
-        cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch, parked: list[BadEvent], now: datetime
+        cur: duckdb.DuckDBPyConnection,
+        m: EventHubMapping,
+        batch: DecodedBatch,
+        parked: list[BadEvent],
+        now: datetime,
     ) -> None:
         p = batch.partition
         idx = pa.array([b.index for b in parked], pa.int64())
@@ -234,7 +251,8 @@ class MotherDuckSink:
 
 
 def _int(value: object) -> int:
-    assert isinstance(value, int)
+    if not isinstance(value, int):
+        raise TypeError(f"expected an integer from the watermark table, got {value!r}")
     return value
 
 

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
-def mapping_env(n: int, data_dir: Path, *, fmt: str = "json", table: str | None = None, **extra: str) -> dict[str, str]:
+def mapping_env(
+    n: int, data_dir: Path, *, fmt: str = "json", table: str | None = None, **extra: str
+) -> dict[str, str]:
     return {
         f"EVENTHUBNAME_{n}": f"hub{n}",
         f"EVENTHUBNAME_{n}_CONSUMER_GROUP": "$Default",
@@ -53,7 +55,9 @@ def source_events(start: int, stop: int, *, body: Any = None, t0: datetime = T0)
 
 
 def batch(events: Iterable[SourceEvent], partition: str = "0", hub: str = "hub1") -> list[func.EventHubEvent]:
-    return to_function_batch(list(events), PartitionInfo(partition, hub, "$Default", "test.servicebus.windows.net"))
+    return to_function_batch(
+        list(events), PartitionInfo(partition, hub, "$Default", "test.servicebus.windows.net")
+    )
 
 
 def rows(data_dir: Path, sql: str, params: list[object] | None = None) -> list[tuple[Any, ...]]:

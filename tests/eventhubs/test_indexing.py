@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +63,11 @@ def test_one_mapping_registers_one_eventhub_function_with_retry(tmp_path: Path) 
 
 
 def test_several_mappings_each_get_a_stable_unique_function(tmp_path: Path) -> None:
-    env = {**mapping_env(1, tmp_path), **mapping_env(2, tmp_path, fmt="text"), **mapping_env(7, tmp_path, fmt="binary")}
+    env = {
+        **mapping_env(1, tmp_path),
+        **mapping_env(2, tmp_path, fmt="text"),
+        **mapping_env(7, tmp_path, fmt="binary"),
+    }
     env["STREAMDUCK_RETRY_MAX_COUNT"] = "12"
     env["STREAMDUCK_COMPACTION_SCHEDULE"] = "0 */15 * * * *"
     found = index_app(env, DUMP_BINDINGS)

@@ -24,7 +24,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ingestor(data_dir: Path) -> Iterator[EventHubIngestor]:
-    env = {**mapping_env(1, data_dir), **mapping_env(2, data_dir, fmt="text"), **mapping_env(3, data_dir, fmt="binary")}
+    env = {
+        **mapping_env(1, data_dir),
+        **mapping_env(2, data_dir, fmt="text"),
+        **mapping_env(3, data_dir, fmt="binary"),
+    }
     env["STREAMDUCK_MAX_EVENT_BYTES"] = "1000"
     ing = EventHubIngestor(settings_for(env))
     yield ing
@@ -50,12 +54,17 @@ def test_batch_lands_with_every_column(ingestor: EventHubIngestor, data_dir: Pat
     assert first[8] == "test"
     assert json.loads(first[9]) == {}  # sequence number, offset, time and key have their own columns
     assert first[10] is True
-    (wm,) = rows(data_dir, "SELECT namespace, event_hub, partition_id, target_table, sequence_number, event_offset, epoch "
-                 "FROM lake.raw._streamduck_watermarks")
+    (wm,) = rows(
+        data_dir,
+        "SELECT namespace, event_hub, partition_id, target_table, sequence_number, event_offset, epoch "
+        "FROM lake.raw._streamduck_watermarks",
+    )
     assert wm == ("test.servicebus.windows.net", "hub1", "0", "events_1", 4, "256", 0)
 
 
-def test_replays_and_overlapping_splits_write_each_event_once(ingestor: EventHubIngestor, data_dir: Path) -> None:
+def test_replays_and_overlapping_splits_write_each_event_once(
+    ingestor: EventHubIngestor, data_dir: Path
+) -> None:
     m = ingestor.mapping(1)
     events = source_events(0, 100)
     ingestor.ingest(m, batch(events[:60]))
@@ -64,9 +73,10 @@ def test_replays_and_overlapping_splits_write_each_event_once(ingestor: EventHub
     overlap = ingestor.ingest(m, batch(events[40:100]))  # a different split after a rebalance
     assert overlap is not None and (overlap.written, overlap.skipped) == (40, 20)
     ingestor.close()
-    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number), max(sequence_number) FROM lake.raw.events_1") == [
-        (100, 100, 99)
-    ]
+    assert rows(
+        data_dir,
+        "SELECT count(*), count(DISTINCT sequence_number), max(sequence_number) FROM lake.raw.events_1",
+    ) == [(100, 100, 99)]
 
 
 def test_partitions_have_independent_watermarks(ingestor: EventHubIngestor, data_dir: Path) -> None:
@@ -74,10 +84,15 @@ def test_partitions_have_independent_watermarks(ingestor: EventHubIngestor, data
     ingestor.ingest(m, batch(source_events(0, 10), partition="0"))
     ingestor.ingest(m, batch(source_events(0, 10), partition="1"))  # same sequence numbers, other partition
     ingestor.close()
-    assert rows(data_dir, "SELECT partition_id, count(*) FROM lake.raw.events_1 GROUP BY 1 ORDER BY 1") == [("0", 10), ("1", 10)]
+    assert rows(data_dir, "SELECT partition_id, count(*) FROM lake.raw.events_1 GROUP BY 1 ORDER BY 1") == [
+        ("0", 10),
+        ("1", 10),
+    ]
 
 
-def test_every_kind_of_bad_input_is_parked_while_neighbours_land(ingestor: EventHubIngestor, data_dir: Path) -> None:
+def test_every_kind_of_bad_input_is_parked_while_neighbours_land(
+    ingestor: EventHubIngestor, data_dir: Path
+) -> None:
     bodies = {
         1: b"{not json",
         2: b"\xff\xfe\x00garbage",
@@ -90,7 +105,11 @@ def test_every_kind_of_bad_input_is_parked_while_neighbours_land(ingestor: Event
     assert result is not None
     assert (result.written, result.dead_lettered, result.watermark) == (3, 5, 7)
     ingestor.close()
-    assert [r[0] for r in rows(data_dir, "SELECT sequence_number FROM lake.raw.events_1 ORDER BY 1")] == [0, 6, 7]
+    assert [r[0] for r in rows(data_dir, "SELECT sequence_number FROM lake.raw.events_1 ORDER BY 1")] == [
+        0,
+        6,
+        7,
+    ]
     letters = rows(
         data_dir,
         "SELECT sequence_number, kind, reason, raw, body_bytes, partition_id, event_offset, target_table "
@@ -124,7 +143,9 @@ def test_text_and_binary_mappings(ingestor: EventHubIngestor, data_dir: Path) ->
         "plain text",
         "{json is fine as text",
     ]
-    assert [r[0] for r in rows(data_dir, "SELECT body FROM lake.raw.events_3 ORDER BY sequence_number")] == bodies
+    assert [
+        r[0] for r in rows(data_dir, "SELECT body FROM lake.raw.events_3 ORDER BY sequence_number")
+    ] == bodies
 
 
 def test_replayed_bad_events_are_parked_once(ingestor: EventHubIngestor, data_dir: Path) -> None:
@@ -190,16 +211,27 @@ def test_concurrent_delivery_of_one_partition_conflicts_and_the_retry_skips(data
     retry = ing.ingest(m, events)  # the host retries the rival's batch
     assert retry is not None and (retry.written, retry.skipped) == (0, 20)
     ing.close()
-    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [(20, 20)]
+    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [
+        (20, 20)
+    ]
 
 
-def test_sequence_numbers_going_backwards_start_a_new_epoch(ingestor: EventHubIngestor, data_dir: Path) -> None:
+def test_sequence_numbers_going_backwards_start_a_new_epoch(
+    ingestor: EventHubIngestor, data_dir: Path
+) -> None:
     m = ingestor.mapping(1)
     ingestor.ingest(m, batch(source_events(0, 50)))
     # The hub was deleted and recreated: numbering restarts, enqueued times are later than the watermark's.
-    recreated = source_events(0, 10, t0=T0 + timedelta(days=1), body=lambda i: json.dumps({"new": i}).encode())
+    recreated = source_events(
+        0, 10, t0=T0 + timedelta(days=1), body=lambda i: json.dumps({"new": i}).encode()
+    )
     result = ingestor.ingest(m, batch(recreated))
-    assert result is not None and (result.reset, result.epoch, result.written, result.watermark) == (True, 1, 10, 9)
+    assert result is not None and (result.reset, result.epoch, result.written, result.watermark) == (
+        True,
+        1,
+        10,
+        9,
+    )
     replay = ingestor.ingest(m, batch(recreated))  # a replay inside the new epoch is still deduplicated
     assert replay is not None and (replay.reset, replay.written, replay.skipped) == (False, 0, 10)
     more = source_events(10, 20, t0=T0 + timedelta(days=1), body=lambda i: json.dumps({"new": i}).encode())
@@ -219,7 +251,7 @@ def test_parallel_partitions_on_the_worker_thread_pool(ingestor: EventHubIngesto
         try:
             for start in range(0, 500, 50):
                 ingestor.ingest(m, batch(source_events(start, start + 50), partition=partition))
-        except BaseException as exc:  # collected and asserted below
+        except Exception as exc:  # noqa: BLE001 - collected and asserted empty below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(str(p),)) for p in range(4)]
@@ -229,8 +261,11 @@ def test_parallel_partitions_on_the_worker_thread_pool(ingestor: EventHubIngesto
         t.join()
     assert errors == []
     ingestor.close()
-    assert rows(data_dir, "SELECT partition_id, count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1 "
-                "GROUP BY 1 ORDER BY 1") == [(str(p), 500, 500) for p in range(4)]
+    assert rows(
+        data_dir,
+        "SELECT partition_id, count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1 "
+        "GROUP BY 1 ORDER BY 1",
+    ) == [(str(p), 500, 500) for p in range(4)]
 
 
 def test_existing_table_with_another_body_type_is_a_clear_config_error(data_dir: Path) -> None:
@@ -241,7 +276,9 @@ def test_existing_table_with_another_body_type_is_a_clear_config_error(data_dir:
 
     tables.forget_ensured()
     text_ing = EventHubIngestor(settings_for(mapping_env(1, data_dir, fmt="binary", table="shared_t")))
-    with pytest.raises(ConfigError, match="MOTHERDUCK_1_FORMAT: table lake.raw.shared_t exists with body JSON"):
+    with pytest.raises(
+        ConfigError, match=r"MOTHERDUCK_1_FORMAT: table lake\.raw\.shared_t exists with body JSON"
+    ):
         text_ing.ingest(text_ing.mapping(1), batch(source_events(1, 2)))
     text_ing.close()
 
@@ -257,7 +294,9 @@ def test_batch_without_partition_context_raises_instead_of_guessing(ingestor: Ev
 def test_unreachable_motherduck_fails_fast_with_the_setting_to_check(tmp_path: Path) -> None:
     env = {**mapping_env(1, tmp_path), "MOTHERDUCK_TOKEN": "not-a-real-token"}
     ing = EventHubIngestor(settings_for(env))
-    with pytest.raises(TransientError, match=r"(?s)cannot reach MotherDuck database md:lake.*MOTHERDUCK_TOKEN"):
+    with pytest.raises(
+        TransientError, match=r"(?s)cannot reach MotherDuck database md:lake.*MOTHERDUCK_TOKEN"
+    ):
         ing.ingest(ing.mapping(1), batch(source_events(0, 1)))
 
 
