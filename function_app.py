@@ -69,7 +69,7 @@ if settings.mappings:
 
         report = compact_all(settings, default_ingestor(settings).connections)
         logging.getLogger("streamduck.compaction").info(
-            "compaction report: %s", json.dumps(report, default=str)
+            "compaction report: %s", json.dumps(report.as_dict(), default=str)
         )
 
 # --- Kafka engagement pipeline -----------------------------------------------------------------------

@@ -37,26 +37,40 @@ class CompactionReport:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class CompactionRun:
+    compacted: list[CompactionReport]
+    skipped: list[str]  # targets not started because the time budget was used up (next run)
+    seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "compacted": [r.as_dict() for r in self.compacted],
+            "skipped": self.skipped,
+            "seconds": self.seconds,
+        }
+
+
 def compact_all(
     settings: Settings,
     connections: DuckConnections,
     *,
     clock: Clock = utc_now,
     budget_seconds: float | None = None,
-) -> dict[str, object]:
+) -> CompactionRun:
     """Compact every mapping; returns a report with what was done and what was skipped for lack of time."""
     budget = settings.compaction_budget_seconds if budget_seconds is None else budget_seconds
     started = time.monotonic()
-    done: list[dict[str, object]] = []
+    done: list[CompactionReport] = []
     skipped: list[str] = []
     for m in settings.mappings:
         if time.monotonic() - started > budget:
             skipped.append(m.target)
             continue
-        done.append(compact_mapping(m, connections, clock=clock).as_dict())
+        done.append(compact_mapping(m, connections, clock=clock))
     if skipped:
         log.warning("compaction budget of %.0f s used up; skipped %s (next run)", budget, ", ".join(skipped))
-    return {"compacted": done, "skipped": skipped, "seconds": round(time.monotonic() - started, 3)}
+    return CompactionRun(done, skipped, round(time.monotonic() - started, 3))
 
 
 def _count(cur: duckdb.DuckDBPyConnection, table: str) -> int:

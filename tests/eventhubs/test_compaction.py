@@ -34,10 +34,10 @@ def test_compaction_preserves_every_row_and_records_the_run(tmp_path: Path) -> N
     ing.close()
     assert rows(data, FINGERPRINT) == before
     assert before[0][0] == 1200
-    (done,) = report["compacted"]  # type: ignore[misc]
-    assert done["rows_before"] == done["rows_after"] == 1200
-    assert done["checkpointed"] is True
-    assert again["compacted"][0]["rows_after"] == 1200  # type: ignore[index]
+    (done,) = report.compacted
+    assert done.rows_before == done.rows_after == 1200
+    assert done.checkpointed is True
+    assert again.compacted[0].rows_after == 1200
     assert rows(
         data, "SELECT count(*), min(rows_after), max(rows_after) FROM lake.raw._streamduck_maintenance"
     ) == [(2, 1200, 1200)]
@@ -55,9 +55,9 @@ def test_retention_expires_only_rows_past_the_horizon(tmp_path: Path) -> None:
     ing.ingest(m, batch(source_events(80, 81, body=lambda i: b"\xff", t0=now)))  # a fresh dead letter
     report = compact_all(ing.settings, ing.connections, clock=lambda: now)
     ing.close()
-    (done,) = report["compacted"]  # type: ignore[misc]
-    assert (done["rows_before"], done["rows_expired"], done["rows_after"]) == (80, 50, 30)
-    assert done["dead_letters_expired"] == 0
+    (done,) = report.compacted
+    assert (done.rows_before, done.rows_expired, done.rows_after) == (80, 50, 30)
+    assert done.dead_letters_expired == 0
     assert rows(data, "SELECT min(sequence_number), count(*) FROM lake.raw.events_1") == [(50, 30)]
     assert rows(data, "SELECT count(*) FROM lake.raw._streamduck_dead_letters") == [(1,)]
     # Watermarks are not touched: a replay of expired events is still recognised and skipped.
@@ -73,8 +73,8 @@ def test_budget_bounds_the_run_and_reports_what_was_skipped(tmp_path: Path) -> N
     ing = EventHubIngestor(settings_for(env))
     report = compact_all(ing.settings, ing.connections, budget_seconds=0.0)
     ing.close()
-    assert report["skipped"] == ["lake.raw.events_1", "lake.raw.events_2"]
-    assert report["compacted"] == []
+    assert report.skipped == ["lake.raw.events_1", "lake.raw.events_2"]
+    assert report.compacted == []
 
 
 def test_compaction_while_ingestion_runs_loses_nothing(tmp_path: Path) -> None:

@@ -39,8 +39,9 @@ def test_numbered_mappings_of_the_earlier_cli_load_unchanged(tmp_path: Path) -> 
         BodyFormat.JSON,
     )
     assert (m2.batch, m2.body_format, m2.retention_days) == (500, BodyFormat.TEXT, 30)
-    assert s.token_for(m1) is not None and s.token_for(m1).get_secret_value() == "standard-name"
-    assert s.token_for(m2) is not None and s.token_for(m2).get_secret_value() == "per-mapping"
+    t1, t2 = s.token_for(m1), s.token_for(m2)
+    assert t1 is not None and t1.get_secret_value() == "standard-name"
+    assert t2 is not None and t2.get_secret_value() == "per-mapping"
     assert "standard-name" not in repr(s)  # secrets never printed
 
 
