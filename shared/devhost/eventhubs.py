@@ -198,6 +198,7 @@ class EventHubSource:
                     self.invoker.invoke, self.fn, payload, label=partition.partition_id
                 )
                 if outcome.status == "abandoned":
+                    self.stats.batch_done(self.fn.name, partition.partition_id, len(raw), "", "abandoned")
                     return
                 await context.update_checkpoint(raw[-1])
                 last = raw[-1]

@@ -249,6 +249,7 @@ class KafkaSource:
             label = ",".join(sorted({str(m.partition) for m in unit}))
             outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self.outputs.deliver, label=label)
             if outcome.status == "abandoned":
+                self.stats.batch_done(self.fn.name, label, len(unit), "", "abandoned")
                 return False
             ends: dict[tuple[str, int], int] = {}
             for m in unit:
