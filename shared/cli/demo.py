@@ -18,10 +18,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from rich.tree import Tree
+from rich.table import Table
 
 from shared.cli.environment import export, settings_from
 from shared.cli.output import EXIT_FAILED, EXIT_UNAVAILABLE, err, fail, out
+from shared.devhost.functions import quiet_indexing
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 PIPELINES = (("eventhubs", "shared.eventhubs.demo"), ("engagement", "shared.engagement.demo"))
@@ -140,11 +141,8 @@ def run_demo(environ: Mapping[str, str], *, events: int, seed: int, progress: bo
                 summary["pipelines"][name] = {"error": f"not available: {exc}"}
                 continue
             started = time.monotonic()
-            with (
-                err.status(f"demo: {name} pipeline, {events:,} events ...", spinner="dots")
-                if progress
-                else _null()
-            ):
+            status = err.status(f"demo: {name} pipeline, {events:,} events ...") if progress else _null()
+            with status, quiet_indexing():
                 result = module.run_demo(settings, events=events, seed=seed)
             summary["pipelines"][name] = {**dict(result), "seconds": round(time.monotonic() - started, 3)}
     if missing:
@@ -160,24 +158,84 @@ def _null() -> Iterator[None]:
     yield
 
 
-def _tree(node: Tree, value: Any) -> None:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(item, Mapping | list) and item:
-                _tree(node.add(f"[bold]{key}[/]"), item)
-            else:
-                node.add(f"[bold]{key}[/]: {item}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value, 1):
-            if isinstance(item, Mapping | list):
-                _tree(node.add(f"#{i}"), item)
-            else:
-                node.add(str(item))
-    else:
-        node.add(str(value))
+def _dead(counts: Any) -> str:
+    if not isinstance(counts, Mapping) or not counts:
+        return "none"
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items())
 
 
 def render(summary: Mapping[str, Any]) -> None:
-    root = Tree("[bold]StreamDuck demo[/]")
-    _tree(root, summary)
-    out.print(root)
+    """Headline tables; ``--json`` has every detail."""
+    pipelines = summary.get("pipelines", {})
+    eh = pipelines.get("eventhubs", {})
+    table = Table(title="Event Hubs -> DuckDB (one function per mapping)", title_justify="left")
+    for column in (
+        "target",
+        "file",
+        "events",
+        "rows",
+        "dead letters",
+        "watermarks (partition: sequence)",
+        "ok",
+    ):
+        table.add_column(column, overflow="fold")
+    for m in eh.get("mappings", []):
+        marks = ", ".join(f"{p}: {w.get('sequence_number')}" for p, w in (m.get("watermarks") or {}).items())
+        table.add_row(
+            str(m.get("target")),
+            str(m.get("location")),
+            f"{m.get('events_generated', '-')}",
+            f"{m.get('rows', '-')}",
+            _dead(m.get("dead_letters")),
+            marks or "-",
+            "yes" if m.get("accounted_for") else "NO",
+        )
+    if eh.get("error"):
+        table.add_row("[red]not run[/]", str(eh["error"]), "", "", "", "", "")
+    out.print(table)
+
+    eng = pipelines.get("engagement", {})
+    table = Table(title="Kafka engagement -> ClickHouse + Redis", title_justify="left")
+    for column in (
+        "events",
+        "ClickHouse rows",
+        "unknown content",
+        "re-enriched",
+        "published",
+        "dead letters",
+        "ev/s",
+    ):
+        table.add_column(column)
+    if eng.get("error"):
+        table.add_row("[red]not run[/]", str(eng["error"]), "", "", "", "", "")
+    else:
+        table.add_row(
+            str(eng.get("events", "-")),
+            str(eng.get("clickhouse_rows", "-")),
+            str(eng.get("clickhouse_unknown_content_rows", "-")),
+            str(eng.get("reenriched_when_content_arrived", "-")),
+            f"{eng.get('published_envelopes', '-')} -> {eng.get('published_to', '-')}",
+            _dead(eng.get("dead_letters")),
+            f"{eng.get('events_per_second') or '-'}",
+        )
+    out.print(table)
+
+    top = eng.get("leaderboard_top5_last_60_min") or []
+    if top:
+        table = Table(title="Leaderboard, last 60 minutes (Redis)", title_justify="left")
+        for column in ("#", "title", "content", "engagement seconds"):
+            table.add_column(column)
+        for e in top:
+            table.add_row(
+                str(e.get("rank")),
+                str(e.get("title") or "-"),
+                str(e.get("content_id")),
+                f"{float(e.get('engagement_seconds') or 0):,.2f}",
+            )
+        out.print(table)
+    redis = summary.get("redis", {})
+    storage = summary.get("storage", {})
+    out.print(
+        f"Redis: {redis.get('url')} ({redis.get('source')}); DuckDB: {storage.get('duckdb')}; "
+        f"ClickHouse: {storage.get('clickhouse')}. Details: streamduck demo --json"
+    )

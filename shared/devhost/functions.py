@@ -14,7 +14,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -118,18 +119,25 @@ class _QuietIndexing(logging.Filter):
         return not str(record.msg).startswith("Auth level is not applied")
 
 
+@contextmanager
+def quiet_indexing() -> Iterator[None]:
+    """Silence the library's auth-level warning while an app is indexed."""
+    quiet = _QuietIndexing()
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
 def discover(app: func.FunctionApp, environ: Mapping[str, str]) -> list[HostedFunction]:
     """Every function of ``app`` with its trigger, retry policy and outputs resolved against ``environ``."""
     from shared.appindex import indexed_functions
 
     found: list[HostedFunction] = []
     problems: dict[str, str] = {}
-    quiet = _QuietIndexing()
-    logging.getLogger().addFilter(quiet)
-    try:
+    with quiet_indexing():
         indexed = indexed_functions(app)
-    finally:
-        logging.getLogger().removeFilter(quiet)
     for function in indexed.values():
         try:
             found.append(_describe(function, environ))
