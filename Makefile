@@ -20,8 +20,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 venv: $(VENV)/.installed ## Create .venv with runtime + dev dependencies
 
 .PHONY: demo
-demo: venv ## Main job on embedded defaults (local DuckDB, embedded ClickHouse)
-	$(PY) -m shared demo
+demo: venv ## Main job on embedded defaults: local DuckDB, embedded ClickHouse (chDB), a temporary Redis
+	bash scripts/services.sh install redis
+	$(PY) -m shared demo $(ARGS)
 
 .PHONY: lint
 lint: venv ## ruff + mypy --strict
@@ -43,6 +44,7 @@ services-down: ## Stop the local services started by services-up
 	bash scripts/services.sh stop
 
 .PHONY: bench
-bench: venv ## Benchmarks (print JSON)
+bench: venv ## Benchmarks: Event Hubs -> DuckDB and Kafka enrichment (print JSON)
 	$(PY) -m bench.eventhubs_ingest
-	$(PY) -m bench.engagement_enrich
+	bash scripts/services.sh install redis && bash scripts/services.sh start redis
+	source .services/env && $(PY) -m bench.engagement_enrich
