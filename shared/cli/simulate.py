@@ -98,6 +98,7 @@ def drive(
     started = time.monotonic()
     sent = 0
     interrupted = False
+    first_id = model.next_id
     new_content: list[Any] = []
     content_ids: list[str] = []
     try:
@@ -136,7 +137,7 @@ def drive(
         "events": sent,
         "content": len(new_content),
         "content_total": len(content_ids),
-        "first_id": model.next_id - sent,
+        "first_id": first_id,
         "seconds": round(time.monotonic() - started, 3),
         "interrupted": interrupted,
     }
