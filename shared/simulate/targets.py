@@ -53,7 +53,8 @@ class PostgresTarget:
         except ImportError as exc:  # pragma: no cover - psycopg is in requirements-dev.txt
             raise ConfigError({"--target": "postgres needs psycopg: pip install 'psycopg[binary]'"}) from exc
         try:
-            self.conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)  # transaction() = one commit
+            # autocommit: each transaction() block below is its own commit (no enclosing implicit transaction)
+            self.conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
         except psycopg.Error as exc:
             raise ConfigError({"PG_DSN": f"cannot connect: {str(exc).strip().splitlines()[0]}"}) from exc
         with self.conn.transaction():

@@ -29,7 +29,7 @@ def consume_all(
         while len(messages) < expected and time.monotonic() < deadline:
             for m in consumer.consume(500, timeout=1.0):
                 if m.error() is None:
-                    messages.append((m.key(), json.loads(m.value())))
+                    messages.append((m.key() or b"", json.loads(m.value() or b"null")))
     finally:
         consumer.close()
     return messages
