@@ -91,13 +91,17 @@ _SYSTEM_IN_COLUMNS = frozenset(
 
 def _json_list(items: Sequence[Any] | None, n: int, *, drop: frozenset[str] = frozenset()) -> pa.Array:
     """One JSON text per event; ``{}`` where there is nothing (the common case costs no encoding)."""
-    if not items or len(items) != n:
-        return pa.array([_EMPTY_JSON] * n, pa.string())
+    if not items or len(items) != n or not any(items):
+        return _empty_json(n)
     if drop:
+        if all(isinstance(i, dict) for i in items) and not set().union(*items) - drop:
+            return _empty_json(n)  # only keys that have their own columns: the common case, no per-event work
         items = [{k: v for k, v in i.items() if k not in drop} if isinstance(i, dict) else i for i in items]
-    if not any(items):
-        return pa.array([_EMPTY_JSON] * n, pa.string())
     return pa.array([_encoder.encode(i).decode() if i else _EMPTY_JSON for i in items], pa.string())
+
+
+def _empty_json(n: int) -> pa.Array:
+    return pa.array([_EMPTY_JSON] * n, pa.string())
 
 
 def _find_bad(bodies: Sequence[bytes], fmt: BodyFormat, max_bytes: int) -> list[BadEvent]:

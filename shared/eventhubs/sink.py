@@ -71,6 +71,7 @@ class MotherDuckSink:
         self._before_commit = before_commit
 
     def write_batch(self, mapping: EventHubMapping, batch: DecodedBatch) -> BatchResult:
+        # One cursor per call: Arrow tables registered on it (streamduck_*) go away when it is closed.
         token = mapping.token
         cur = self._connections.cursor(mapping.database, token)
         location = self._connections.location(mapping.database, token)
@@ -156,7 +157,6 @@ class MotherDuckSink:
                 "enqueued_time, partition_key, properties::JSON, system_properties::JSON, ? FROM streamduck_batch",
                 [p.event_hub, p.consumer_group, p.partition_id, now],
             )
-            cur.unregister("streamduck_batch")
 
         fresh_list = fresh.to_pylist()
         parked = [b for b in bad if fresh_list[b.index]]
@@ -167,22 +167,25 @@ class MotherDuckSink:
             top = int(pc.max(seq).as_py())
             if top > watermark or reset:
                 i = int(pc.index(seq, top).as_py())
-                cur.execute(
-                    f"INSERT INTO {tables.control(m, tables.WATERMARKS)} (namespace, event_hub, consumer_group, "
-                    "partition_id, target_table, sequence_number, event_offset, enqueued_time, epoch, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (namespace, event_hub, consumer_group, partition_id, target_table) DO UPDATE SET "
-                    "sequence_number = excluded.sequence_number, event_offset = excluded.event_offset, "
-                    "enqueued_time = excluded.enqueued_time, epoch = excluded.epoch, updated_at = excluded.updated_at",
-                    [
-                        *key,
-                        top,
-                        t.column("event_offset")[i].as_py(),
-                        t.column("enqueued_time")[i].as_py(),
-                        epoch,
-                        now,
-                    ],
-                )
+                values = [top, t.column("event_offset")[i].as_py(), t.column("enqueued_time")[i].as_py(), epoch, now]
+                wm_table = tables.control(m, tables.WATERMARKS)
+                if row is None:
+                    # First batch of the partition. Two first deliveries racing both insert: the primary
+                    # key makes the later commit fail (transient), and its retry finds the row.
+                    cur.execute(
+                        f"INSERT INTO {wm_table} (namespace, event_hub, consumer_group, partition_id, target_table, "
+                        "sequence_number, event_offset, enqueued_time, epoch, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [*key, *values],
+                    )
+                else:
+                    # The row was read in this transaction: a concurrent writer of it makes one commit fail.
+                    cur.execute(
+                        f"UPDATE {wm_table} SET sequence_number = ?, event_offset = ?, enqueued_time = ?, "
+                        "epoch = ?, updated_at = ? WHERE namespace = ? AND event_hub = ? AND consumer_group = ? "
+                        "AND partition_id = ? AND target_table = ?",
+                        [*values, *key],
+                    )
                 watermark = top
         return BatchResult(
             partition_id=p.partition_id,
@@ -209,7 +212,6 @@ class MotherDuckSink:
         invalid = cur.execute(
             "SELECT i FROM streamduck_bodies WHERE NOT json_valid(body) ORDER BY i"
         ).fetchall()
-        cur.unregister("streamduck_bodies")
         for (i,) in invalid:
             if i not in known:
                 bad.append(BadEvent(i, "invalid_json", json_error_reason(batch.raw[i].as_py())))
@@ -247,7 +249,6 @@ class MotherDuckSink:
             "partition_key, kind, reason, body_bytes, raw, properties::JSON, ? FROM streamduck_dead",
             [m.table, p.namespace, p.event_hub, p.consumer_group, p.partition_id, now],
         )
-        cur.unregister("streamduck_dead")
 
 
 def _int(value: object) -> int:

@@ -321,3 +321,30 @@ print(json.dumps({
 """
     found = index_app(mapping_env(1, tmp_path / "data"), code)
     assert found == {"rows": [297, 297], "dead": 3}
+
+
+def test_two_first_deliveries_of_a_partition_race_and_only_one_applies(data_dir: Path) -> None:
+    """No watermark row yet: both deliveries insert one; the primary key makes the rival fail (transient)."""
+    ing = EventHubIngestor(settings_for(mapping_env(1, data_dir)))
+    m = ing.mapping(1)
+    events = batch(source_events(0, 30))
+    plain = ing.sink
+    rival_errors: list[TransientError] = []
+
+    def rival_delivers_meanwhile(cur: duckdb.DuckDBPyConnection) -> None:
+        ing.sink = plain
+        try:
+            ing.ingest(m, events)
+        except TransientError as exc:
+            rival_errors.append(exc)
+
+    ing.sink = MotherDuckSink(ing.connections, before_commit=rival_delivers_meanwhile)
+    # The rival commits first; this delivery's commit then violates the key and rolls back.
+    with pytest.raises(TransientError, match="PRIMARY KEY or UNIQUE constraint violation"):
+        ing.ingest(m, events)
+    assert rival_errors == []
+    ing.sink = plain
+    retry = ing.ingest(m, events)  # the host retries
+    assert retry is not None and (retry.written, retry.skipped) == (0, 30)
+    ing.close()
+    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [(30, 30)]
