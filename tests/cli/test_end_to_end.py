@@ -121,6 +121,18 @@ def test_kafka_pipeline_exact_after_kill_9(
     assert totals["ids"] == EVENTS
     assert totals["centis"] == expected_centis(21, start)
 
+    status = run_cli("status", "--json", "--top", "3", "--window", "60", env=env, cwd=tmp_path)
+    assert status.code == 0, status.stderr
+    report = status.json()
+    assert report["kafka"]["consumer_group"] == group
+    lags = {t["topic"]: [p["lag"] for p in t["partitions"]] for t in report["kafka"]["topics"]}
+    assert sum(lags[env["TOPIC_ENGAGE"]]) == 0
+    assert sum(lags[env["TOPIC_CONTENT"]]) == 0
+    assert set(lags[env["TOPIC_OUT"]]) == {None}  # produced by the app, not consumed
+    board = report["leaderboard"]
+    assert board["error"] is None and len(board["entries"]) == 3
+    assert all(e["title"] for e in board["entries"])
+
 
 def test_eventhubs_pipeline_exact_after_kill_9(
     tmp_path: Path, azurite_connection_string: str, unique_name: str
@@ -185,3 +197,15 @@ def test_eventhubs_pipeline_exact_after_kill_9(
         )
     assert rows == distinct == per_partition * partitions
     assert per_part == {str(p): per_partition - 1 for p in range(partitions)}
+
+    status_env = {k: v for k, v in env.items() if k != "EVENTHUB_NAMESPACE"}  # no hub to ask for lag
+    status = run_cli("status", "--json", env=status_env, cwd=tmp_path)
+    assert status.code == 0, status.stderr
+    (mapping,) = status.json()["mappings"]
+    assert mapping["target"] == "analytics.raw.telemetry"
+    assert mapping["rows"] == per_partition * partitions
+    assert mapping["dead_letters"] == {}
+    assert {p["partition"]: p["sequence_number"] for p in mapping["partitions"]} == {
+        str(p): per_partition - 1 for p in range(partitions)
+    }
+    assert "not configured" in mapping["lag_error"]
