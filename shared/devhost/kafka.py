@@ -177,7 +177,7 @@ class KafkaSource:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": self.start_from,
                 "max.poll.interval.ms": 900_000,
-                "session.timeout.ms": 30_000,
+                "session.timeout.ms": 10_000,  # a crashed dev host frees its partitions within 10 s
             }
         )
         return conf
