@@ -295,10 +295,15 @@ class EventHubSource:
                 await asyncio.sleep(0.2)
             async with self._lock:  # the batch in flight finishes and checkpoints first
                 await client.close()
-            await asyncio.wait_for(receiving, timeout=30)
+            # Nothing is in flight any more; the SDK may still sleep in a load-balancing retry: do not wait.
+            await asyncio.wait({receiving}, timeout=5)
         finally:
             if not receiving.done():
                 receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receiving
+            elif not receiving.cancelled() and receiving.exception() is not None and not self.stop.is_set():
+                raise receiving.exception()  # type: ignore[misc]
             await store.close()
 
     def run(self) -> None:

@@ -222,3 +222,40 @@ def test_storage_from_app_settings() -> None:
     )
     identity = storage_target({"AzureWebJobsStorage__accountName": "acct"})
     assert identity.account_url == "https://acct.blob.core.windows.net"
+
+
+def test_run_keeps_retrying_an_unreachable_hub_and_stops_cleanly(
+    tmp_path: Path, azurite_connection_string: str, unique_name: str
+) -> None:
+    import signal
+    import socket
+
+    from tests.cli.support import ROOT, base_env, start_cli, stop, wait_for
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = base_env(
+        tmp_path,
+        AzureWebJobsStorage=azurite_connection_string,
+        EVENTHUB_CONNECTION_STRING=(
+            f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;"
+        ),
+        EVENTHUBNAME_1=f"hub-{unique_name}",
+        EVENTHUBNAME_1_CONSUMER_GROUP="$Default",
+        MOTHERDUCK_1_DATABASE="analytics",
+        MOTHERDUCK_1_SCHEMA="raw",
+        MOTHERDUCK_1_TABLE="events",
+    )
+    log = tmp_path / "run.log"
+    process = start_cli(
+        "run", "--app-dir", str(ROOT), "-f", "eventhub_to_motherduck_1", env=env, cwd=tmp_path, log=log
+    )
+    wait_for(
+        lambda: "Connect call failed" in log.read_text(errors="replace"),
+        timeout=60,
+        what="a connection attempt",
+    )
+    assert process.poll() is None  # like the host: the source keeps retrying, it does not exit
+    assert stop(process, signal.SIGTERM, timeout=30) == 0
+    assert "stopped: 0 events" in log.read_text(errors="replace")
