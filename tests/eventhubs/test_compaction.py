@@ -37,6 +37,8 @@ def test_compaction_preserves_every_row_and_records_the_run(tmp_path: Path) -> N
     (done,) = report.compacted
     assert done.rows_before == done.rows_after == 1200
     assert done.checkpointed is True
+    assert done.row_groups_before is not None and done.row_groups_after is not None
+    assert 1 <= done.row_groups_after <= done.row_groups_before
     assert again.compacted[0].rows_after == 1200
     assert rows(
         data, "SELECT count(*), min(rows_after), max(rows_after) FROM lake.raw._streamduck_maintenance"

@@ -347,4 +347,6 @@ def test_two_first_deliveries_of_a_partition_race_and_only_one_applies(data_dir:
     retry = ing.ingest(m, events)  # the host retries
     assert retry is not None and (retry.written, retry.skipped) == (0, 30)
     ing.close()
-    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [(30, 30)]
+    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [
+        (30, 30)
+    ]
