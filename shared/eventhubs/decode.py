@@ -53,10 +53,23 @@ class DecodedBatch:
         return int(self.table.num_rows)
 
 
-def _partition_of(
-    events: Sequence[func.EventHubEvent], mapping: EventHubMapping, namespace: str
-) -> Partition:
-    metadata: Mapping[str, Any] = events[0].metadata or {}
+_NEEDED_METADATA = ("PartitionContext", "PropertiesArray", "SystemPropertiesArray")
+
+
+def batch_metadata(event: func.EventHubEvent) -> dict[str, Any]:
+    """The batch's trigger metadata that StreamDuck uses, parsed once.
+
+    ``EventHubEvent.metadata`` parses every datum, including four per-event arrays that repeat what the
+    events' own attributes hold (about a fifth of the decode time of a 10,000-event batch). Only the three
+    needed datums are parsed when the raw metadata is reachable; otherwise the public property is used.
+    """
+    raw = getattr(event, "_EventHubEvent__trigger_metadata", None)
+    if isinstance(raw, Mapping):
+        return {k: raw[k].python_value for k in _NEEDED_METADATA if raw.get(k) is not None}
+    return dict(event.metadata or {})
+
+
+def _partition_of(metadata: Mapping[str, Any], mapping: EventHubMapping, namespace: str) -> Partition:
     context: Mapping[str, Any] = metadata.get("PartitionContext") or {}
     partition_id = context.get("PartitionId")
     if partition_id is None:
@@ -129,8 +142,8 @@ def decode_batch(
 ) -> DecodedBatch:
     """Columns for ``events`` (one partition, in order). Raises only for host-level problems."""
     n = len(events)
-    partition = _partition_of(events, mapping, namespace)
-    metadata: Mapping[str, Any] = events[0].metadata or {}
+    metadata = batch_metadata(events[0])
+    partition = _partition_of(metadata, mapping, namespace)
 
     bodies = [e.get_body() for e in events]
     sequence_numbers = [e.sequence_number for e in events]

@@ -167,7 +167,13 @@ class MotherDuckSink:
             top = int(pc.max(seq).as_py())
             if top > watermark or reset:
                 i = int(pc.index(seq, top).as_py())
-                values = [top, t.column("event_offset")[i].as_py(), t.column("enqueued_time")[i].as_py(), epoch, now]
+                values = [
+                    top,
+                    t.column("event_offset")[i].as_py(),
+                    t.column("enqueued_time")[i].as_py(),
+                    epoch,
+                    now,
+                ]
                 wm_table = tables.control(m, tables.WATERMARKS)
                 if row is None:
                     # First batch of the partition. Two first deliveries racing both insert: the primary
