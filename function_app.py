@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import azure.functions as func
 
@@ -73,13 +73,30 @@ if settings.mappings:
         )
 
 # --- Kafka engagement pipeline -----------------------------------------------------------------------
-# (registered below by the engagement section)
 
 # broker_list, username and password name app settings (the extension resolves them); topics are values.
 _KAFKA_BROKERS = "KAFKA_BROKERS"
 _KAFKA_SASL = settings.kafka_auth_mode.value != "NOTSET"
 _KAFKA_USERNAME = "KAFKA_USERNAME" if _KAFKA_SASL else None
 _KAFKA_PASSWORD = "KAFKA_PASSWORD" if _KAFKA_SASL else None
+
+
+# Every Kafka trigger and output binding connects the same way.
+class _KafkaConnection(TypedDict):
+    broker_list: str
+    protocol: str | None
+    authentication_mode: str | None
+    username: str | None
+    password: str | None
+
+
+_KAFKA_CONNECTION = _KafkaConnection(
+    broker_list=_KAFKA_BROKERS,
+    protocol=settings.kafka_protocol.value,
+    authentication_mode=settings.kafka_auth_mode.value,
+    username=_KAFKA_USERNAME,
+    password=_KAFKA_PASSWORD,
+)
 
 
 @app.function_name(name="engagement_content_cdc")
@@ -89,20 +106,12 @@ _KAFKA_PASSWORD = "KAFKA_PASSWORD" if _KAFKA_SASL else None
     consumer_group=settings.kafka_consumer_group,
     cardinality=func.Cardinality.MANY,
     data_type=func.DataType.BINARY,  # raw values: bad bytes reach the dead-letter table intact
-    broker_list=_KAFKA_BROKERS,
-    protocol=settings.kafka_protocol.value,
-    authentication_mode=settings.kafka_auth_mode.value,
-    username=_KAFKA_USERNAME,
-    password=_KAFKA_PASSWORD,
+    **_KAFKA_CONNECTION,
 )
 @app.kafka_output(
     arg_name="out",
     topic=settings.topic_out,
-    broker_list=_KAFKA_BROKERS,
-    protocol=settings.kafka_protocol.value,
-    authentication_mode=settings.kafka_auth_mode.value,
-    username=_KAFKA_USERNAME,
-    password=_KAFKA_PASSWORD,
+    **_KAFKA_CONNECTION,
 )
 @_retry
 def engagement_content_cdc(events: list[func.KafkaEvent], out: func.Out[list[str]]) -> None:
@@ -119,20 +128,12 @@ def engagement_content_cdc(events: list[func.KafkaEvent], out: func.Out[list[str
     consumer_group=settings.kafka_consumer_group,
     cardinality=func.Cardinality.MANY,
     data_type=func.DataType.BINARY,
-    broker_list=_KAFKA_BROKERS,
-    protocol=settings.kafka_protocol.value,
-    authentication_mode=settings.kafka_auth_mode.value,
-    username=_KAFKA_USERNAME,
-    password=_KAFKA_PASSWORD,
+    **_KAFKA_CONNECTION,
 )
 @app.kafka_output(
     arg_name="out",
     topic=settings.topic_out,
-    broker_list=_KAFKA_BROKERS,
-    protocol=settings.kafka_protocol.value,
-    authentication_mode=settings.kafka_auth_mode.value,
-    username=_KAFKA_USERNAME,
-    password=_KAFKA_PASSWORD,
+    **_KAFKA_CONNECTION,
 )
 @_retry
 def engagement_enrich(events: list[func.KafkaEvent], out: func.Out[list[str]]) -> None:
@@ -156,11 +157,7 @@ def engagement_leaderboard_windows(timer: func.TimerRequest) -> None:
 @app.kafka_output(
     arg_name="out",
     topic=settings.topic_out,
-    broker_list=_KAFKA_BROKERS,
-    protocol=settings.kafka_protocol.value,
-    authentication_mode=settings.kafka_auth_mode.value,
-    username=_KAFKA_USERNAME,
-    password=_KAFKA_PASSWORD,
+    **_KAFKA_CONNECTION,
 )
 def engagement_upkeep(timer: func.TimerRequest, out: func.Out[list[str]]) -> None:
     """Re-enriches events whose content arrived late, then OPTIMIZEs recent ClickHouse partitions."""
