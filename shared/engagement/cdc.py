@@ -15,16 +15,23 @@ its event envelope (``{"Offset", "Partition", "Topic", "Timestamp", "Key", "Valu
 the extension produces for string-typed values); both are unwrapped here. The key, topic, partition and
 offset are read from the event and, where the Python binding left them empty (a known bug leaves ``key`` as
 ``None`` in batch mode), from the batch metadata arrays.
+
+Hot path: :func:`decode_engagements` decodes a whole :class:`TriggerBatch` (columns, no per-record objects)
+into row tuples with fast checks (canonical uuids checked for the batch at once, the usual
+``YYYY-MM-DDTHH:MM:SS.mmmZ`` timestamps read through a per-second cache) and hands any record that does not
+pass them to the general decoder, so both give the same rows and the same dead letters.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, cast
 
 import msgspec
 
@@ -151,12 +158,14 @@ class ContentChange:
 _NonNegInt32 = Annotated[int, msgspec.Meta(ge=0, le=_INT32_MAX)]
 
 
-class _EngagementRow(msgspec.Struct):
+class _EngagementRow(msgspec.Struct, gc=False):
+    """The fields of an ``engagement_events`` row that enrichment reads; uuids are checked after decoding."""
+
     id: int
-    content_id: uuid.UUID
+    content_id: str
     event_type: Literal["play", "pause", "finish", "click"]
     event_ts: str | int
-    user_id: uuid.UUID | None = None
+    user_id: str | None = None
     duration_ms: _NonNegInt32 | None = None
     device: str | None = None
     op: str = msgspec.field(default="c", name="__op")
@@ -252,8 +261,162 @@ def _dt_ms(parsed: datetime) -> int:
     return whole * 1000 + parsed.microsecond // 1000
 
 
+_ISO_SECONDS: dict[int, str] = {}
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC) of epoch milliseconds."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    prefix = _ISO_SECONDS.get(seconds)
+    if prefix is None:
+        if len(_ISO_SECONDS) > 100_000:
+            _ISO_SECONDS.clear()
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _ISO_SECONDS[seconds] = prefix
+    return f"{prefix}.{millis:03d}Z"
+
+
+# ``YYYY-MM-DDTHH:MM:SS`` -> epoch ms of that second, for seconds since 1970 already parsed in full. Only
+# texts exactly as :func:`iso_ms` writes them are kept, so a text read through the cache is canonical.
+_SECOND_MS: dict[str, int] = {}
+_MILLIS: dict[str, int] = {f"{i:03d}": i for i in range(1000)}
+
+
+def iso_timestamp_ms(text: str) -> int | None:
+    """:func:`parse_timestamp_ms` of a string; ``...SS.mmmZ`` texts of a second already seen skip the parse."""
+    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
+        millis = _MILLIS.get(text[20:23])
+        if millis is not None:
+            base = _SECOND_MS.get(text[:19])
+            if base is not None:
+                return base + millis
+            value = parse_timestamp_ms(text)
+            if value is not None and value >= 0 and iso_ms(value) == text:
+                if len(_SECOND_MS) > 100_000:
+                    _SECOND_MS.clear()
+                _SECOND_MS[text[:19]] = value - millis
+            return value
+    return parse_timestamp_ms(text)
+
+
 def _header_list(raw: object) -> list[Any]:
     return raw if isinstance(raw, list) else []
+
+
+class TriggerBatch:
+    """One trigger batch as columns: value bytes (``None`` for a tombstone) and position of each record.
+
+    Timestamps are kept as delivered and parsed only when asked for (:meth:`timestamp_ms`): the hot path needs
+    them only for records without ``__source_ts_ms`` and for dead letters.
+    """
+
+    __slots__ = ("_parsed", "_timestamps", "keys", "offsets", "partitions", "topics", "values")
+
+    def __init__(
+        self,
+        *,
+        values: list[bytes | None],
+        topics: list[str],
+        partitions: list[int],
+        offsets: list[int],
+        keys: list[str | None],
+        timestamps: list[Any],
+    ) -> None:
+        self.values = values
+        self.topics = topics
+        self.partitions = partitions
+        self.offsets = offsets
+        self.keys = keys
+        self._timestamps = timestamps
+        self._parsed: dict[int, int | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def timestamp_ms(self, i: int) -> int | None:
+        """The Kafka timestamp of record ``i`` in epoch milliseconds (``None`` when absent or unreadable)."""
+        if i in self._parsed:
+            return self._parsed[i]
+        raw = self._timestamps[i]
+        value = raw if type(raw) is int else parse_timestamp_ms(raw)
+        self._parsed[i] = value
+        return value
+
+    def record(self, i: int) -> RawRecord:
+        return RawRecord(
+            topic=self.topics[i],
+            partition=self.partitions[i],
+            offset=self.offsets[i],
+            key=self.keys[i],
+            value=self.values[i],
+            timestamp_ms=self.timestamp_ms(i),
+        )
+
+    def records(self) -> list[RawRecord]:
+        return [self.record(i) for i in range(len(self.values))]
+
+    @classmethod
+    def from_records(cls, records: Sequence[RawRecord]) -> TriggerBatch:
+        return cls(
+            values=[r.value for r in records],
+            topics=[r.topic for r in records],
+            partitions=[r.partition for r in records],
+            offsets=[r.offset for r in records],
+            keys=[r.key for r in records],
+            timestamps=[r.timestamp_ms for r in records],
+        )
+
+    @classmethod
+    def from_events(cls, events: Sequence[KafkaEventLike]) -> TriggerBatch:
+        """Columns of a trigger batch, unwrapping extension envelopes (see :func:`records_from_events`)."""
+        n = len(events)
+        bodies = [event.get_body() for event in events]
+        keys: list[Any] = [event.key for event in events]
+        topics: list[Any] = [event.topic for event in events]
+        partitions: list[Any] = [event.partition for event in events]
+        offsets: list[Any] = [event.offset for event in events]
+        timestamps: list[Any] = [event.timestamp for event in events]
+        columns = (keys, topics, partitions, offsets, timestamps)
+        if n and any(None in column for column in columns):
+            metadata = None
+            try:
+                metadata = events[0].metadata
+            except (ValueError, TypeError, KeyError):  # header parsing errors in some binding versions
+                metadata = None
+            for column, name in zip(columns, _METADATA_ARRAYS, strict=True):
+                if None in column:
+                    fallback = _meta_list(metadata, name)
+                    if fallback is not None and len(fallback) == n:
+                        column[:] = [v if v is not None else fallback[i] for i, v in enumerate(column)]
+        values: list[bytes | None] = [body if body else None for body in bodies]
+        for i, value in enumerate(values):
+            if value is not None and value.startswith(_ENVELOPE_PREFIX):
+                _unwrap(i, value, values, columns)
+        return cls(
+            values=values,
+            topics=[str(t) if t is not None else "" for t in topics],
+            partitions=[int(p) if p is not None else -1 for p in partitions],
+            offsets=[int(o) if o is not None else -1 for o in offsets],
+            keys=[k if isinstance(k, str) or k is None else str(k) for k in keys],
+            timestamps=timestamps,
+        )
+
+
+_METADATA_ARRAYS = ("KeyArray", "TopicArray", "PartitionArray", "OffsetArray", "TimestampArray")
+
+
+def _unwrap(i: int, value: bytes, values: list[bytes | None], columns: tuple[list[Any], ...]) -> None:
+    """Replace record ``i``'s value by the one in its extension envelope; fill its missing position fields."""
+    try:
+        envelope = _ENVELOPE_DECODER.decode(value)
+    except msgspec.DecodeError:
+        return
+    values[i] = envelope.Value.encode("utf-8") if envelope.Value else None
+    keys, topics, partitions, offsets, timestamps = columns
+    fields = (envelope.Key, envelope.Topic, envelope.Partition, envelope.Offset, envelope.Timestamp)
+    for column, field in zip((keys, topics, partitions, offsets, timestamps), fields, strict=True):
+        if column[i] is None:
+            column[i] = field
 
 
 def records_from_events(events: Sequence[KafkaEventLike]) -> list[RawRecord]:
@@ -263,55 +426,7 @@ def records_from_events(events: Sequence[KafkaEventLike]) -> list[RawRecord]:
     ``OffsetArray``, ``TimestampArray``) for fields the binding left empty. An offset that is still
     unknown is ``-1``: such records are never skipped by the Redis watermark (see ``leaderboard``).
     """
-    if not events:
-        return []
-    metadata = None
-    try:
-        metadata = events[0].metadata
-    except (ValueError, TypeError, KeyError):  # header parsing errors in some binding versions
-        metadata = None
-    keys = _meta_list(metadata, "KeyArray")
-    topics = _meta_list(metadata, "TopicArray")
-    partitions = _meta_list(metadata, "PartitionArray")
-    offsets = _meta_list(metadata, "OffsetArray")
-    timestamps = _meta_list(metadata, "TimestampArray")
-    n = len(events)
-
-    def at(values: list[Any] | None, i: int) -> Any:
-        return values[i] if values is not None and len(values) == n else None
-
-    records: list[RawRecord] = []
-    for i, event in enumerate(events):
-        body = event.get_body()
-        key = event.key if event.key is not None else at(keys, i)
-        topic = event.topic if event.topic is not None else at(topics, i)
-        partition = event.partition if event.partition is not None else at(partitions, i)
-        offset = event.offset if event.offset is not None else at(offsets, i)
-        ts_raw = event.timestamp if event.timestamp is not None else at(timestamps, i)
-        value: bytes | None = body if body else None
-        if value is not None and value.startswith(_ENVELOPE_PREFIX):
-            try:
-                envelope = _ENVELOPE_DECODER.decode(value)
-            except msgspec.DecodeError:
-                envelope = None
-            if envelope is not None:
-                value = envelope.Value.encode("utf-8") if envelope.Value else None
-                key = key if key is not None else envelope.Key
-                topic = topic if topic is not None else envelope.Topic
-                partition = partition if partition is not None else envelope.Partition
-                offset = offset if offset is not None else envelope.Offset
-                ts_raw = ts_raw if ts_raw is not None else envelope.Timestamp
-        records.append(
-            RawRecord(
-                topic=str(topic) if topic is not None else "",
-                partition=int(partition) if partition is not None else -1,
-                offset=int(offset) if offset is not None else -1,
-                key=key if isinstance(key, str) or key is None else str(key),
-                value=value,
-                timestamp_ms=parse_timestamp_ms(ts_raw),
-            )
-        )
-    return records
+    return TriggerBatch.from_events(events).records()
 
 
 # --------------------------------------------------------------------------------------- keys
@@ -377,29 +492,174 @@ def _op(raw_op: str, deleted_flag: str | bool | None) -> str:
     return op
 
 
+# (batch index, op, id, content_id, user_id, event_type, event_ts_ms, event_ts (as iso_ms writes it),
+#  duration_ms, device, version_ms)
+EngagementRow = tuple[int, str, int, str, str | None, str, int, str, int | None, str | None, int]
+
+_MAX_TS_MS = 253402300800000  # year 10000
+_FAST_OPS = frozenset(OPS)
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+_HEX_DIGITS = str.maketrans("", "", "0123456789abcdef")
+
+
+def _canonical_uuid(text: str, field: str) -> str:
+    """``text`` as a lowercase hyphenated uuid (what ``str(uuid.UUID)`` gives); :class:`BadInputError` if none."""
+    if _CANONICAL_UUID(text):
+        return text
+    try:
+        return str(msgspec.convert(text, uuid.UUID))
+    except msgspec.ValidationError:
+        raise BadInputError(f"Invalid UUID - at `$.{field}`", kind=KIND_INVALID_VALUE) from None
+
+
+def _all_canonical_uuids(texts: list[str]) -> bool:
+    """Whether every text is a lowercase hyphenated uuid, checked for the whole list at once."""
+    n = len(texts)
+    joined = "".join(texts)
+    if len(joined) != 36 * n:
+        return False
+    dashes = "-" * n
+    if joined[8::36] != dashes or joined[13::36] != dashes:
+        return False
+    if joined[18::36] != dashes or joined[23::36] != dashes:
+        return False
+    return joined.translate(_HEX_DIGITS) == dashes * 4
+
+
+def _row(batch: TriggerBatch, i: int, row: _EngagementRow) -> EngagementRow:
+    """The checked fields of a decoded row (the general path). Raises :class:`BadInputError`."""
+    content_id = _canonical_uuid(row.content_id, "content_id")
+    user_id = _canonical_uuid(row.user_id, "user_id") if row.user_id is not None else None
+    op = _op(row.op, row.deleted)
+    raw_ts = row.event_ts
+    event_ts_ms = iso_timestamp_ms(raw_ts) if isinstance(raw_ts, str) else parse_timestamp_ms(raw_ts)
+    if event_ts_ms is None:
+        raise BadInputError(f"event_ts {raw_ts!r} is not an ISO 8601 timestamp", kind=KIND_WRONG_TYPE)
+    if not 0 <= event_ts_ms < _MAX_TS_MS:
+        raise BadInputError(f"event_ts {raw_ts!r} is out of range", kind=KIND_INVALID_VALUE)
+    version = row.source_ts_ms if row.source_ts_ms is not None else (batch.timestamp_ms(i) or event_ts_ms)
+    return (
+        i,
+        op,
+        row.id,
+        content_id,
+        user_id,
+        row.event_type,
+        event_ts_ms,
+        iso_ms(event_ts_ms),
+        row.duration_ms,
+        row.device,
+        max(int(version), 0),
+    )
+
+
+@dataclass(slots=True)
+class DecodedEngagements:
+    """A decoded ``engagement_events.flat`` batch: rows in batch order, dead letters, tombstone count."""
+
+    rows: list[EngagementRow]
+    dead: list[DeadLetter]
+    tombstones: int
+
+
+def decode_engagements(batch: TriggerBatch) -> DecodedEngagements:
+    """Decode every record of a batch; bad ones become dead letters, tombstones are counted.
+
+    Rows that pass the fast checks are built inline; any other row goes through :func:`_row`, as do the
+    rows of a batch whose uuids are not all canonical, so the result equals :func:`decode_engagement`'s.
+    """
+    rows: list[EngagementRow] = []
+    dead: list[tuple[int, DeadLetter]] = []
+    slow: list[tuple[int, _EngagementRow]] = []
+    tombstones = 0
+    decode = _ENGAGEMENT_DECODER.decode
+    seconds = _SECOND_MS
+    millis_of = _MILLIS
+    fast_ops = _FAST_OPS
+    for i, value in enumerate(batch.values):
+        if value is None:
+            tombstones += 1
+            continue
+        try:
+            row = decode(value)
+        except msgspec.ValidationError as exc:
+            error = _classify(exc)
+            dead.append((i, DeadLetter(record=batch.record(i), reason=error.reason, kind=error.kind)))
+            continue
+        except msgspec.DecodeError as exc:
+            reason = f"invalid JSON: {exc}"
+            dead.append((i, DeadLetter(record=batch.record(i), reason=reason, kind=KIND_INVALID_JSON)))
+            continue
+        ts = row.event_ts
+        op = row.op
+        if type(ts) is str and len(ts) == 24 and row.deleted is None and op in fast_ops:
+            base = seconds.get(ts[:19])
+            millis = millis_of.get(ts[20:23])
+            if base is not None and millis is not None and ts[23] == "Z" and ts[19] == ".":
+                version = row.source_ts_ms
+                if version is None:
+                    version = batch.timestamp_ms(i) or base + millis
+                rows.append(
+                    (
+                        i,
+                        op,
+                        row.id,
+                        row.content_id,
+                        row.user_id,
+                        row.event_type,
+                        base + millis,
+                        ts,
+                        row.duration_ms,
+                        row.device,
+                        version if version > 0 else 0,
+                    )
+                )
+                continue
+        slow.append((i, row))
+    if rows:
+        ids = [r[3] for r in rows]
+        ids.extend(r[4] for r in rows if r[4] is not None)
+        if not _all_canonical_uuids(ids):
+            checked = _CANONICAL_UUID
+            passed = [r for r in rows if checked(r[3]) and (r[4] is None or checked(r[4]))]
+            if len(passed) < len(rows):
+                kept = {r[0] for r in passed}
+                slow.extend((r[0], decode(cast(bytes, batch.values[r[0]]))) for r in rows if r[0] not in kept)
+                rows = passed
+    if slow:
+        for i, row in slow:
+            try:
+                rows.append(_row(batch, i, row))
+            except BadInputError as exc:
+                dead.append((i, DeadLetter(record=batch.record(i), reason=exc.reason, kind=exc.kind)))
+        rows.sort(key=_first)
+        dead.sort(key=_first)
+    return DecodedEngagements(rows=rows, dead=[d for _, d in dead], tombstones=tombstones)
+
+
+def _first(item: tuple[int, Any] | EngagementRow) -> int:
+    return item[0]
+
+
 def decode_engagement(record: RawRecord) -> EngagementChange | None:
     """One ``engagement_events.flat`` record; ``None`` for a tombstone. Raises :class:`BadInputError`."""
     if record.value is None:
         return None
     row: _EngagementRow = _decode(_ENGAGEMENT_DECODER, record.value)
-    op = _op(row.op, row.deleted)
-    event_ts_ms = parse_timestamp_ms(row.event_ts)
-    if event_ts_ms is None:
-        raise BadInputError(f"event_ts {row.event_ts!r} is not an ISO 8601 timestamp", kind=KIND_WRONG_TYPE)
-    if not 0 <= event_ts_ms < 253402300800000:
-        raise BadInputError(f"event_ts {row.event_ts!r} is out of range", kind=KIND_INVALID_VALUE)
-    version = row.source_ts_ms if row.source_ts_ms is not None else (record.timestamp_ms or event_ts_ms)
+    _, op, id_, content_id, user_id, event_type, event_ts_ms, _, duration_ms, device, version_ms = _row(
+        TriggerBatch.from_records([record]), 0, row
+    )
     return EngagementChange(
         record=record,
         op=op,
-        id=row.id,
-        content_id=str(row.content_id),
-        user_id=str(row.user_id) if row.user_id is not None else None,
-        event_type=row.event_type,
+        id=id_,
+        content_id=content_id,
+        user_id=user_id,
+        event_type=event_type,
         event_ts_ms=event_ts_ms,
-        duration_ms=row.duration_ms,
-        device=row.device,
-        version_ms=max(int(version), 0),
+        duration_ms=duration_ms,
+        device=device,
+        version_ms=version_ms,
     )
 
 

@@ -1,10 +1,11 @@
 -- Apply one batch of pre-aggregated engagement seconds to the minute buckets, exactly once per record.
 --
 -- KEYS[1..K]      watermark hashes (one per consumer group and topic): partition -> highest applied offset
--- KEYS[K+1..]     minute buckets zset:eng:minute:<YYYYMMDDHHMM>
+-- KEYS[K+1..K+B]  minute buckets zset:eng:minute:<YYYYMMDDHHMM>
 -- ARGV[1] = K, ARGV[2] = bucket TTL in seconds, ARGV[3] = T (number of topic-partitions in the batch)
 -- then T groups of 4: watermark key index (1..K), partition, lowest offset, highest offset
--- then triples: bucket index (1..B), member (content id), score delta (engagement seconds, may be negative)
+-- then B packed strings, one per bucket in KEYS order: "member delta member delta ..." (members are content
+-- ids, which hold no spaces; a delta is engagement seconds with 2 decimals and may be negative)
 --
 -- All or nothing: when any partition's watermark is at or above the batch's lowest offset for it, nothing is
 -- written and the reply is {0, t1, watermark1, t2, watermark2, ...} so that the caller can drop the records
@@ -28,16 +29,15 @@ if #conflicts > 1 then
   return conflicts
 end
 
-for j = pos, #ARGV, 3 do
-  local key = KEYS[k + tonumber(ARGV[j])]
-  local delta = ARGV[j + 2]
-  local score = redis.call('ZINCRBY', key, delta, ARGV[j + 1])
-  if string.sub(delta, 1, 1) == '-' and tonumber(score) < 0.005 then
-    redis.call('ZREM', key, ARGV[j + 1])
-  end
-end
 for b = k + 1, #KEYS do
-  redis.call('EXPIRE', KEYS[b], ttl)
+  local key = KEYS[b]
+  for member, delta in string.gmatch(ARGV[pos + b - k - 1], '(%S+) (%S+)') do
+    local score = redis.call('ZINCRBY', key, delta, member)
+    if string.sub(delta, 1, 1) == '-' and tonumber(score) < 0.005 then
+      redis.call('ZREM', key, member)
+    end
+  end
+  redis.call('EXPIRE', key, ttl)
 end
 pos = 4
 for i = 1, t do

@@ -11,8 +11,10 @@ pipeline's):
   turns; ``eng:window:meta`` says which minute each window was built for.
 - ``zset:eng:window:adhoc:<W>:<minute>``: a window the timer does not keep, built on first read (60 s TTL).
 
-A batch is pre-aggregated per (minute, content) and applied with one ``EVALSHA``. The script also checks and
-moves the per-partition offset watermark in the same atomic step, so a batch that Kafka redelivers (after a
+A batch is pre-aggregated per (minute, content) and applied with one ``EVALSHA`` whose arguments are packed
+one string per bucket (``"member delta member delta ..."``), so the client sends a handful of arguments rather
+than three per member. The script also checks and moves the per-partition offset watermark in the same
+atomic step, so a batch that Kafka redelivers (after a
 crash, a rebalance or a retry) is never counted twice, and a batch that overlaps one already counted only adds
 its new records.
 
@@ -42,16 +44,9 @@ ADHOC_WINDOW_TTL_SECONDS = 60
 MAX_WINDOW_MINUTES = 1440
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreItem:
-    """One record of a batch as the leaderboard sees it; records without a score still move the watermark."""
-
-    topic: str
-    partition: int
-    offset: int
-    minute: int | None = None  # epoch minute of event_ts
-    member: str | None = None
-    centis: int = 0  # engagement seconds in hundredths (negative for deletes)
+# (index of the record in the batch, epoch minute of event_ts, member (content id), engagement seconds in
+# hundredths, negative for deletes). Records without a score still move the watermark.
+Score = tuple[int, int, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +70,29 @@ def minute_name(minute: int) -> str:
         name = time.strftime("%Y%m%d%H%M", time.gmtime(minute * 60))
         _MINUTE_NAMES[minute] = name
     return name
+
+
+def _offset_ranges(
+    topics: Sequence[str], partitions: Sequence[int], offsets: Sequence[int], selected: list[int]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Lowest and highest known offset per topic-partition of the selected records."""
+    if selected and len(set(topics)) == 1 and len(set(partitions)) == 1:  # the usual trigger batch
+        known = [offsets[i] for i in selected if offsets[i] >= 0]
+        return {(topics[0], partitions[0]): (min(known), max(known))} if known else {}
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    for i in selected:
+        offset = offsets[i]
+        if offset < 0:
+            continue
+        tp = (topics[i], partitions[i])
+        span = ranges.get(tp)
+        if span is None:
+            ranges[tp] = (offset, offset)
+        elif offset < span[0]:
+            ranges[tp] = (offset, span[1])
+        elif offset > span[1]:
+            ranges[tp] = (span[0], offset)
+    return ranges
 
 
 def _score_text(centis: int) -> str:
@@ -120,42 +138,58 @@ class Leaderboard:
 
     # ----------------------------------------------------------------------------------- writes
 
-    def apply(self, items: Sequence[ScoreItem]) -> int:
+    def apply(
+        self,
+        topics: Sequence[str],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+        scores: Sequence[Score],
+    ) -> int:
         """Count a batch exactly once. Returns how many records were skipped as already counted.
+
+        ``topics``, ``partitions`` and ``offsets`` describe every record of the batch (dead letters and
+        tombstones included: they move the watermark too); ``scores`` refer to records by index. A record
+        with an unknown offset (``-1``) is never skipped.
 
         Raises :class:`TransientError` when Redis is unavailable; nothing is then written (the script is
         atomic) and the host's retry applies the batch.
         """
-        floor: dict[tuple[str, int], int] = {}
+        n = len(offsets)
+        selected = list(range(n))
+        chosen = scores
         for _ in range(16):
-            selected = [
-                it for it in items if it.offset < 0 or it.offset > floor.get((it.topic, it.partition), -1)
-            ]
             if not selected:
-                return len(items)
-            reply = self._apply_once(selected)
-            if reply is None:
-                return len(items) - len(selected)
-            floor.update(reply)
+                return n
+            floor = self._apply_once(topics, partitions, offsets, selected, chosen)
+            if floor is None:
+                return n - len(selected)
+            selected = [
+                i
+                for i in selected
+                if offsets[i] < 0 or offsets[i] > floor.get((topics[i], partitions[i]), -1)
+            ]
+            keep = set(selected)
+            chosen = [s for s in chosen if s[0] in keep]
         raise TransientError("the offset watermark kept moving during the update", store="redis")
 
-    def _apply_once(self, items: Sequence[ScoreItem]) -> dict[tuple[str, int], int] | None:
-        ranges: dict[tuple[str, int], list[int]] = {}
-        totals: dict[tuple[int, str], int] = {}
-        for it in items:
-            if it.offset >= 0:
-                span = ranges.get((it.topic, it.partition))
-                if span is None:
-                    ranges[(it.topic, it.partition)] = [it.offset, it.offset]
-                elif it.offset < span[0]:
-                    span[0] = it.offset
-                elif it.offset > span[1]:
-                    span[1] = it.offset
-            if it.centis and it.member is not None and it.minute is not None:
-                key = (it.minute, it.member)
-                totals[key] = totals.get(key, 0) + it.centis
-        wm_index: dict[str, int] = {}
+    def _apply_once(
+        self,
+        topics: Sequence[str],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+        selected: list[int],
+        scores: Sequence[Score],
+    ) -> dict[tuple[str, int], int] | None:
+        """One script call; ``None`` when applied, else the watermarks that were in the way."""
+        ranges = _offset_ranges(topics, partitions, offsets, selected)
+        totals: dict[int, dict[str, int]] = {}
+        for _, minute, member, centis in scores:
+            bucket = totals.get(minute)
+            if bucket is None:
+                bucket = totals[minute] = {}
+            bucket[member] = bucket.get(member, 0) + centis
         keys: list[str] = []
+        wm_index: dict[str, int] = {}
         tps = list(ranges)
         header: list[str | int] = []
         for topic, partition in tps:
@@ -166,19 +200,17 @@ class Leaderboard:
             lo, hi = ranges[(topic, partition)]
             header.extend((wm_index[wm_key], partition, lo, hi))
         k = len(keys)
-        bucket_index: dict[int, int] = {}
-        triples: list[str | int] = []
-        for (minute, member), centis in totals.items():
-            if centis == 0:
-                continue
-            index = bucket_index.get(minute)
-            if index is None:
+        packed: list[str] = []
+        for minute, members in totals.items():
+            deltas = " ".join(
+                f"{member} {_score_text(centis)}" for member, centis in members.items() if centis
+            )
+            if deltas:
                 keys.append(self.bucket_key(minute))
-                index = bucket_index[minute] = len(keys) - k
-            triples.extend((index, member, _score_text(centis)))
-        if not triples and not tps:
+                packed.append(deltas)
+        if not packed and not tps:
             return None
-        args: list[str | int] = [k, self.bucket_ttl_seconds, len(tps), *header, *triples]
+        args: list[str | int] = [k, self.bucket_ttl_seconds, len(tps), *header, *packed]
         reply = _APPLY(self.client, keys, args)
         if int(reply[0]) == 1:
             return None
