@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +94,6 @@ def test_bad_configuration_fails_indexing_naming_the_variable(tmp_path: Path) ->
         index_app(env, DUMP_BINDINGS)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 13), reason="the azure-functions-runtime worker needs Python 3.13")
 def test_real_worker_loader_indexes_the_app(tmp_path: Path) -> None:
     env = {**mapping_env(1, tmp_path), **mapping_env(2, tmp_path)}
     found = index_app(env, DUMP_VIA_WORKER_LOADER)

@@ -1,4 +1,4 @@
-"""Every Bicep file of infra/ parses (pycep-parser: syntax only; the Bicep CLI is not available here).
+"""Every Bicep file of infra/ parses (pycep-parser: syntax only, so no Bicep CLI is needed).
 
 pycep cannot parse a few newer constructs (filtered loops ``[for ...: if (...)]``, lambdas, user functions,
 object spread, ``cidrSubnet``); the infrastructure avoids them, and this test keeps it that way.
