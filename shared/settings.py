@@ -259,6 +259,12 @@ class Settings(BaseSettings):
         description="Redis for the content store, leaderboard and watermarks.",
         examples=["rediss://my-cache.redis.cache.windows.net:6380/0"],
     )
+    redis_entra_auth: bool = Field(
+        False,
+        validation_alias=_env("REDIS_ENTRA_AUTH"),
+        description="Sign in to Redis with an Entra ID token if REDIS_URL has no password (on if AZURE_CLIENT_ID is set).",
+        examples=["true"],
+    )
     clickhouse_host: str | None = Field(
         None,
         validation_alias=_env("CLICKHOUSE_HOST"),

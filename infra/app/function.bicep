@@ -88,6 +88,8 @@ var streamduckSettings = [
   { name: 'TOPIC_ENGAGE', value: topicEngage }
   { name: 'TOPIC_OUT', value: topicOut }
   { name: 'REDIS_URL', value: empty(redisUrlSecretName) ? redisUrl : '${kvPrefix}${redisUrlSecretName})' }
+  // Entra ID only (no access key): sign in as the app's identity (AZURE_CLIENT_ID) with a token.
+  { name: 'REDIS_ENTRA_AUTH', value: empty(redisUrlSecretName) ? 'true' : 'false' }
   { name: 'CLICKHOUSE_HOST', value: clickHouseHost }
   { name: 'CLICKHOUSE_PORT', value: string(clickHousePort) }
   { name: 'CLICKHOUSE_USER', value: clickHouseUser }

@@ -82,7 +82,11 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        client = redis if redis is not None else redis_client(settings.redis_url.get_secret_value())
+        client = (
+            redis
+            if redis is not None
+            else redis_client(settings.redis_url.get_secret_value(), entra=settings.redis_entra_auth)
+        )
         self.store = ContentStore(
             client, prefix=settings.redis_key_prefix, cache_ttl_seconds=settings.content_cache_ttl_seconds
         )
