@@ -37,8 +37,7 @@ def test_compaction_preserves_every_row_and_records_the_run(tmp_path: Path) -> N
     (done,) = report.compacted
     assert done.rows_before == done.rows_after == 1200
     assert done.checkpointed is True
-    assert done.row_groups_before is not None and done.row_groups_after is not None
-    assert 1 <= done.row_groups_after <= done.row_groups_before
+    assert done.row_groups_after == 1  # 1,200 rows need one row group
     assert again.compacted[0].rows_after == 1200
     assert rows(
         data, "SELECT count(*), min(rows_after), max(rows_after) FROM lake.raw._streamduck_maintenance"
@@ -110,3 +109,28 @@ def test_compaction_while_ingestion_runs_loses_nothing(tmp_path: Path) -> None:
         (2001, 2001)
     ]
     assert all("TransactionException" in str(e) for e in errors), errors
+
+
+def test_checkpoint_after_expiry_merges_the_row_groups_of_small_appends(tmp_path: Path) -> None:
+    """Small appends checkpointed over time leave partly filled row groups; once retention deletes old rows,
+    compaction's CHECKPOINT merges what is left into fewer row groups, keeping every remaining row."""
+    data = tmp_path / "data"
+    env = {**mapping_env(1, data), "MOTHERDUCK_1_RETENTION_DAYS": "7"}
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    ing = EventHubIngestor(settings_for(env), clock=lambda: now)
+    m = ing.mapping(1)
+    for b in range(200):  # 200 small batches; the compaction timer ran every 20 of them
+        t0 = now - timedelta(days=30 if b < 150 else 1)
+        ing.ingest(m, batch(source_events(b * 40, (b + 1) * 40, t0=t0)))
+        if b % 20 == 19:  # earlier runs, when none of these rows had reached the retention horizon yet
+            compact_all(ing.settings, ing.connections, clock=lambda: now - timedelta(days=29))
+    report = compact_all(ing.settings, ing.connections, clock=lambda: now)
+    ing.close()
+    (done,) = report.compacted
+    assert (done.rows_before, done.rows_expired, done.rows_after) == (8000, 6000, 2000)
+    assert done.row_groups_before is not None and done.row_groups_after is not None
+    assert done.row_groups_before > 1  # the small appends did leave several row groups
+    assert done.row_groups_after == 1  # 2,000 rows need one
+    assert rows(
+        data, "SELECT count(*), min(sequence_number), max(sequence_number) FROM lake.raw.events_1"
+    ) == [(2000, 6000, 7999)]
