@@ -4,8 +4,9 @@
 -- KEYS[K+1..K+B]  minute buckets zset:eng:minute:<YYYYMMDDHHMM>
 -- ARGV[1] = K, ARGV[2] = bucket TTL in seconds, ARGV[3] = T (number of topic-partitions in the batch)
 -- then T groups of 4: watermark key index (1..K), partition, lowest offset, highest offset
--- then B packed strings, one per bucket in KEYS order: "member delta member delta ..." (members are content
--- ids, which hold no spaces; a delta is engagement seconds with 2 decimals and may be negative)
+-- then B packed strings, one per bucket in KEYS order: "member centis member centis ..." (members are content
+-- ids, which hold no spaces; centis is the change in hundredths of engagement seconds and may be negative;
+-- centis / 100 is the double nearest the 2-decimal value, the same number its decimal text would give)
 --
 -- All or nothing: when any partition's watermark is at or above the batch's lowest offset for it, nothing is
 -- written and the reply is {0, t1, watermark1, t2, watermark2, ...} so that the caller can drop the records
@@ -31,9 +32,10 @@ end
 
 for b = k + 1, #KEYS do
   local key = KEYS[b]
-  for member, delta in string.gmatch(ARGV[pos + b - k - 1], '(%S+) (%S+)') do
+  for member, centis in string.gmatch(ARGV[pos + b - k - 1], '(%S+) (%S+)') do
+    local delta = tonumber(centis) / 100
     local score = redis.call('ZINCRBY', key, delta, member)
-    if string.sub(delta, 1, 1) == '-' and tonumber(score) < 0.005 then
+    if delta < 0 and tonumber(score) < 0.005 then
       redis.call('ZREM', key, member)
     end
   end

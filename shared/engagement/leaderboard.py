@@ -12,8 +12,8 @@ pipeline's):
 - ``zset:eng:window:adhoc:<W>:<minute>``: a window the timer does not keep, built on first read (60 s TTL).
 
 A batch is pre-aggregated per (minute, content) and applied with one ``EVALSHA`` whose arguments are packed
-one string per bucket (``"member delta member delta ..."``), so the client sends a handful of arguments rather
-than three per member. The script also checks and moves the per-partition offset watermark in the same
+one string per bucket (``"member centis member centis ..."``; the script divides by 100), so the client
+sends a handful of arguments rather than three per member. The script also checks and moves the per-partition offset watermark in the same
 atomic step, so a batch that Kafka redelivers (after a
 crash, a rebalance or a retry) is never counted twice, and a batch that overlaps one already counted only adds
 its new records.
@@ -93,12 +93,6 @@ def _offset_ranges(
         elif offset > span[1]:
             ranges[tp] = (span[0], offset)
     return ranges
-
-
-def _score_text(centis: int) -> str:
-    sign = "-" if centis < 0 else ""
-    centis = abs(centis)
-    return f"{sign}{centis // 100}.{centis % 100:02d}"
 
 
 class Leaderboard:
@@ -202,9 +196,7 @@ class Leaderboard:
         k = len(keys)
         packed: list[str] = []
         for minute, members in totals.items():
-            deltas = " ".join(
-                f"{member} {_score_text(centis)}" for member, centis in members.items() if centis
-            )
+            deltas = " ".join(f"{member} {centis}" for member, centis in members.items() if centis)
             if deltas:
                 keys.append(self.bucket_key(minute))
                 packed.append(deltas)
