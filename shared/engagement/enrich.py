@@ -312,7 +312,7 @@ def dedup_token(scope: str, ids: Sequence[int], versions: Sequence[int]) -> str:
 class EnrichedRows:
     """The hot path's enriched rows of one trigger batch (see :func:`~shared.engagement.cdc.decode_engagements`).
 
-    The ClickHouse table is computed column by column in Arrow (content joined by ``index_in``/``take``,
+    The ClickHouse table is computed column by column in Arrow (content joined by position with ``take``,
     seconds, percent and their decimal text in compute kernels), so the insert can start before the
     envelopes exist; :meth:`write_envelopes` then writes them, with the value already escaped as the JSON
     string it is inside the envelope (the template's quotes are written escaped, every free-text field is
