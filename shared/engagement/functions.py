@@ -118,8 +118,8 @@ class Pipeline:
         """Decode, look content up (one round trip), insert into ClickHouse, then count in Redis.
 
         The ClickHouse insert runs in the warehouse's insert thread while this one writes the envelopes and
-        prepares the scores; the Redis script runs only after the insert succeeded, so a failed insert leaves
-        the leaderboard untouched. Both writes are idempotent, so the host's retry completes the batch.
+        aggregates and packs the leaderboard update; the Redis script runs only after the insert succeeded, so
+        a failed insert leaves the leaderboard untouched. Both writes are idempotent, so the host's retry completes the batch.
         """
         report = BatchReport(records=len(batch))
         decoded = decode_engagements(batch)
@@ -138,9 +138,10 @@ class Pipeline:
                     centis = (duration_ms + 5) // 10
                     if centis:
                         add((i, event_ts_ms // 60_000, content_id, -centis if op == "d" else centis))
+            update = self.leaderboard.prepare(batch.topics, batch.partitions, batch.offsets, scores)
         finally:
             inserted.result()
-        report.already_counted = self.leaderboard.apply(batch.topics, batch.partitions, batch.offsets, scores)
+        report.already_counted = update.apply()
         report.changes = len(rows)
         report.tombstones = decoded.tombstones
         report.unknown_content = enriched.unknown

@@ -58,6 +58,62 @@ class LeaderboardEntry:
     content_type: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    keys: list[str]
+    args: list[str | int]
+    tps: list[tuple[str, int]]  # topic-partitions in the order of the script's header
+
+
+class PreparedScores:
+    """A batch's leaderboard update, aggregated and packed, sent by :meth:`apply` (see ``Leaderboard.apply``)."""
+
+    __slots__ = ("_first", "leaderboard", "offsets", "partitions", "scores", "topics")
+
+    def __init__(
+        self,
+        leaderboard: Leaderboard,
+        topics: Sequence[str],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+        scores: Sequence[Score],
+        first: _Call | None,
+    ) -> None:
+        self.leaderboard = leaderboard
+        self.topics = topics
+        self.partitions = partitions
+        self.offsets = offsets
+        self.scores = scores
+        self._first = first
+
+    def apply(self) -> int:
+        """Send the update; returns how many records were skipped as already counted.
+
+        When some records are at or below a partition's watermark the script writes nothing; the records
+        above it are packed again and sent (the watermark may move meanwhile: at most 16 rounds).
+        """
+        topics, partitions, offsets = self.topics, self.partitions, self.offsets
+        n = len(offsets)
+        selected = list(range(n))
+        chosen = self.scores
+        call = self._first
+        for _ in range(16):
+            if not selected:
+                return n
+            floor = self.leaderboard._run(call) if call is not None else None
+            if floor is None:
+                return n - len(selected)
+            selected = [
+                i
+                for i in selected
+                if offsets[i] < 0 or offsets[i] > floor.get((topics[i], partitions[i]), -1)
+            ]
+            keep = set(selected)
+            chosen = [s for s in chosen if s[0] in keep]
+            call = self.leaderboard._pack(topics, partitions, offsets, selected, chosen)
+        raise TransientError("the offset watermark kept moving during the update", store="redis")
+
+
 _MINUTE_NAMES: dict[int, str] = {}
 
 
@@ -148,33 +204,35 @@ class Leaderboard:
         Raises :class:`TransientError` when Redis is unavailable; nothing is then written (the script is
         atomic) and the host's retry applies the batch.
         """
-        n = len(offsets)
-        selected = list(range(n))
-        chosen = scores
-        for _ in range(16):
-            if not selected:
-                return n
-            floor = self._apply_once(topics, partitions, offsets, selected, chosen)
-            if floor is None:
-                return n - len(selected)
-            selected = [
-                i
-                for i in selected
-                if offsets[i] < 0 or offsets[i] > floor.get((topics[i], partitions[i]), -1)
-            ]
-            keep = set(selected)
-            chosen = [s for s in chosen if s[0] in keep]
-        raise TransientError("the offset watermark kept moving during the update", store="redis")
+        return self.prepare(topics, partitions, offsets, scores).apply()
 
-    def _apply_once(
+    def prepare(
+        self,
+        topics: Sequence[str],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+        scores: Sequence[Score],
+    ) -> PreparedScores:
+        """:meth:`apply` in two steps: aggregate and pack now (no I/O), send with ``.apply()`` later."""
+        selected = list(range(len(offsets)))
+        return PreparedScores(
+            self,
+            topics,
+            partitions,
+            offsets,
+            scores,
+            self._pack(topics, partitions, offsets, selected, scores),
+        )
+
+    def _pack(
         self,
         topics: Sequence[str],
         partitions: Sequence[int],
         offsets: Sequence[int],
         selected: list[int],
         scores: Sequence[Score],
-    ) -> dict[tuple[str, int], int] | None:
-        """One script call; ``None`` when applied, else the watermarks that were in the way."""
+    ) -> _Call | None:
+        """Keys and arguments of one script call for the selected records (``None``: nothing to do)."""
         ranges = _offset_ranges(topics, partitions, offsets, selected)
         totals: dict[int, dict[str, int]] = {}
         for _, minute, member, centis in scores:
@@ -202,11 +260,14 @@ class Leaderboard:
                 packed.append(deltas)
         if not packed and not tps:
             return None
-        args: list[str | int] = [k, self.bucket_ttl_seconds, len(tps), *header, *packed]
-        reply = _APPLY(self.client, keys, args)
+        return _Call(keys, [k, self.bucket_ttl_seconds, len(tps), *header, *packed], tps)
+
+    def _run(self, call: _Call) -> dict[tuple[str, int], int] | None:
+        """One script call; ``None`` when applied, else the watermarks that were in the way."""
+        reply = _APPLY(self.client, call.keys, call.args)
         if int(reply[0]) == 1:
             return None
-        return {tps[int(reply[i]) - 1]: int(reply[i + 1]) for i in range(1, len(reply), 2)}
+        return {call.tps[int(reply[i]) - 1]: int(reply[i + 1]) for i in range(1, len(reply), 2)}
 
     # ----------------------------------------------------------------------------------- windows
 
