@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from shared import __version__
 from shared.cli.environment import build_environ, export, settings_from
-from shared.cli.output import EXIT_FAILED, err, expected_failures, out, print_json
+from shared.cli.output import EXIT_FAILED, EXIT_USAGE, err, expected_failures, out, print_json
 
 app = typer.Typer(
     name="streamduck",
@@ -72,6 +75,14 @@ def validate_config(
     offline: Annotated[
         bool, typer.Option("--offline", help="Check the settings only; connect to nothing.")
     ] = False,
+    show_rbac: Annotated[
+        bool,
+        typer.Option(
+            "--show-rbac",
+            help="Also print the Azure role assignments (and Redis access policy) StreamDuck's identities "
+            "need, with `az` commands to create them.",
+        ),
+    ] = False,
     app_module: AppModule = "function_app",
     app_dir: AppDir = Path(),
 ) -> None:
@@ -84,6 +95,7 @@ def validate_config(
     * `streamduck validate-config`
     * `streamduck validate-config --env-file prod.env --json`
     * `streamduck validate-config --offline` (settings only)
+    * `streamduck validate-config --offline --show-rbac` (roles per resource, `az` commands)
     """
     from shared.cli.validate import validate
 
@@ -91,8 +103,16 @@ def validate_config(
         environ = build_environ(env_file)
         checks = validate(environ, timeout=timeout, offline=offline, app_module=app_module, app_dir=app_dir)
     problems = [c for c in checks if not c.ok and not c.warning]
+    rbac: dict[str, object] | None = None
+    if show_rbac:
+        from shared.cli.rbac import rbac_report
+
+        rbac = rbac_report(environ, _hubs(environ))
     if as_json:
-        print_json({"ok": not problems, "checks": [c.as_dict() for c in checks]})
+        report: dict[str, object] = {"ok": not problems, "checks": [c.as_dict() for c in checks]}
+        if rbac is not None:
+            report["rbac"] = rbac
+        print_json(report)
     else:
         table = Table(title="Configuration", title_justify="left")
         for column in ("check", "target", "status", "variable to fix", "detail"):
@@ -102,8 +122,83 @@ def validate_config(
             table.add_row(c.check, c.target, status, c.variable, c.detail)
         out.print(table)
         out.print(f"{len(problems)} problem(s)" if problems else "[green]configuration OK[/]")
+        if rbac is not None:
+            from shared.cli.rbac import render as render_rbac
+
+            render_rbac(rbac)
     if problems:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _hubs(environ: Mapping[str, str]) -> list[str]:
+    """The hub of every mapping (EVENTHUBNAME_N), in mapping order; read even when settings are invalid."""
+    found = [
+        (int(m[1]), v) for k, v in environ.items() if (m := re.fullmatch(r"EVENTHUBNAME_(\d+)", k)) and v
+    ]
+    return [hub for _, hub in sorted(found)]
+
+
+@app.command("check-credentials")
+def check_credentials(
+    as_json: JsonOut = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds allowed for all token requests together.")
+    ] = 10.0,
+) -> None:
+    """Acquire a real Entra ID token (DefaultAzureCredential) for each scope StreamDuck uses; exit 1 if any fails.
+
+    Scopes: Event Hubs `https://eventhubs.azure.net/.default`, Storage `https://storage.azure.com/.default`,
+    Redis `https://redis.azure.com/.default`. Each row says which credential of the chain answered, or why
+    every credential failed. A token proves authentication only: the roles are listed by
+    `streamduck validate-config --show-rbac`.
+
+    Examples:
+
+    * `streamduck check-credentials`
+    * `streamduck check-credentials --json --timeout 20`
+    """
+    from shared.cli.credentials import check_credentials as check
+
+    results = check(timeout)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        print_json({"ok": not failed, "scopes": [r.as_dict() for r in results]})
+    else:
+        table = Table(title="Entra ID tokens (DefaultAzureCredential)", title_justify="left")
+        for column in ("resource", "scope", "status", "credential / reason"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            if r.ok:
+                who = ", ".join(f"{k}={v}" for k, v in r.identity.items())
+                table.add_row(
+                    r.resource, r.scope, "[green]OK[/]", f"{r.credential}" + (f" ({who})" if who else "")
+                )
+            else:
+                table.add_row(r.resource, r.scope, "[red]failed[/]", escape(r.error or ""))
+        out.print(table)
+        groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+        for r in failed:
+            if r.attempts:
+                groups.setdefault(tuple(r.attempts.items()), []).append(r.resource)
+        for attempts, resources in groups.items():
+            out.print(
+                f"Credentials tried for {', '.join(resources)} (DefaultAzureCredential's chain, in order):"
+            )
+            for name, reason in attempts:
+                out.print(f"  {name}: {reason}", markup=False)
+    if failed:
+        err.print(
+            f"[bold red]error:[/] no token for {', '.join(r.resource for r in failed)} "
+            f"({len(failed)} of {len(results)} scope(s) failed)"
+        )
+        raise typer.Exit(EXIT_FAILED)
+
+
+SMART_UNSUPPORTED = (
+    "--smart (LLM-judged retries) is not supported: retry or park is decided by typed errors and the "
+    "functions' retry policies; tune STREAMDUCK_RETRY_MAX_COUNT, STREAMDUCK_RETRY_MIN_INTERVAL and "
+    'STREAMDUCK_RETRY_MAX_INTERVAL instead (docs/cli.md, "Why there is no run --smart")'
+)
 
 
 class StartFrom(StrEnum):
@@ -141,6 +236,12 @@ def run(
         bool, typer.Option(help="Live view on a terminal (a progress line every 10 s otherwise).")
     ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    smart: Annotated[
+        bool,
+        typer.Option(
+            "--smart", hidden=True, help="The earlier CLI's LLM-judged retries: not supported (docs/cli.md)."
+        ),
+    ] = False,
     app_module: AppModule = "function_app",
     app_dir: AppDir = Path(),
 ) -> None:
@@ -154,10 +255,13 @@ def run(
 
     * `streamduck run --dry-run`
     * `streamduck run --env-file .env`
-    * `streamduck run -f enrich_engagement --exit-when-idle 5`
+    * `streamduck run -f engagement_enrich --exit-when-idle 5`
     """
     from shared.cli.run import build_plan, print_plan, run_host
 
+    if smart:
+        err.print(f"[bold red]error:[/] {escape(SMART_UNSUPPORTED)}")
+        raise typer.Exit(EXIT_USAGE)
     _logging(verbose)
     with expected_failures():
         environ = build_environ(env_file)

@@ -47,10 +47,13 @@ def print_plan(planned: list[PlannedFunction], *, as_json: bool) -> None:
             continue
         wait = f", wait {p.max_wait_seconds:g}s" if p.max_wait_seconds else ""
         outputs = [f"-> {o.type}:{o.topic or o.name}" for o in p.fn.outputs]
+        batch = f"{p.batch_size} ({p.batch_size_from}{wait})"
+        if p.host_batch_size is not None and p.host_batch_size != p.batch_size:
+            batch += f"\nFunctions host: {p.host_batch_size} ({p.host_batch_size_from})"
         table.add_row(
             p.fn.name,
             f"{p.fn.source_label}\n{p.connection}",
-            f"{p.batch_size} ({p.batch_size_from}{wait})",
+            batch,
             p.fn.retry.describe() if p.fn.retry else "none",
             p.checkpoints,
             "\n".join([*p.targets, *outputs]) or "-",

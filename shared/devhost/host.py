@@ -39,6 +39,9 @@ class PlannedFunction:
     targets: tuple[str, ...]
     runs: bool  # False: listed, but the dev host does not run this trigger type
     note: str = ""
+    # What the Functions host would use in Azure (host.json only: no MOTHERDUCK_N_BATCH, no --batch-size).
+    host_batch_size: int | None = None
+    host_batch_size_from: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,8 @@ class PlannedFunction:
             "cardinality": "many" if self.fn.many else "one",
             "batch_size": self.batch_size,
             "batch_size_from": self.batch_size_from,
+            "functions_host_batch_size": self.host_batch_size,
+            "functions_host_batch_size_from": self.host_batch_size_from,
             "max_wait_seconds": self.max_wait_seconds,
             "prefetch": self.prefetch,
             "retry": self.fn.retry.describe()
@@ -130,6 +135,7 @@ def plan(
             size, source = int(kafka.get("maxBatchSize", 64)), "host.json extensions.kafka.maxBatchSize"
             if "maxBatchSize" not in kafka:
                 source = "Kafka extension default"
+            host_size, host_source = size, source
             if batch_override:
                 size, source = batch_override, "--batch-size"
             wait = float(kafka.get("subscriberIntervalInSeconds", 1))
@@ -145,6 +151,8 @@ def plan(
                     f"Kafka consumer group {fn.consumer_group} (commit after the function)",
                     _targets(fn, settings),
                     True,
+                    host_batch_size=host_size if fn.many else 1,
+                    host_batch_size_from=host_source if fn.many else "cardinality one",
                 )
             )
         elif fn.kind is TriggerKind.EVENT_HUB:
@@ -155,6 +163,7 @@ def plan(
             )
             if "maxEventBatchSize" not in eh:
                 source = "Event Hubs extension default"
+            host_size, host_source = size, source
             mapping = next((m for m in settings.mappings if m.function_name == fn.name), None)
             if mapping is not None and environ.get(f"MOTHERDUCK_{mapping.index}_BATCH", "").strip():
                 # The earlier CLI's per-mapping knob (in Azure, host.json's maxEventBatchSize rules).
@@ -184,6 +193,8 @@ def plan(
                     checkpoints,
                     _targets(fn, settings),
                     True,
+                    host_batch_size=host_size if fn.many else 1,
+                    host_batch_size_from=host_source if fn.many else "cardinality one",
                 )
             )
         elif fn.kind is TriggerKind.TIMER:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.cli.support import ROOT, base_env, run_cli
 
-COMMANDS = ["run", "validate-config", "status", "simulate", "demo", "version"]
+COMMANDS = ["run", "validate-config", "status", "check-credentials", "simulate", "demo", "version"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -95,3 +97,99 @@ def test_unknown_function_is_a_usage_error(tmp_path: Path) -> None:
     assert result.code == 3
     assert "unknown function(s) nope" in result.stderr
     assert "engagement_enrich" in result.stderr
+
+
+def test_run_smart_is_refused_with_the_reason_and_the_settings_to_use(tmp_path: Path) -> None:
+    result = run_cli("run", "--smart", "--app-dir", str(ROOT), env=base_env(tmp_path), cwd=tmp_path)
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: --smart (LLM-judged retries) is not supported")
+    assert "typed errors" in lines[0]
+    assert "STREAMDUCK_RETRY_MAX_COUNT" in lines[0]
+    assert result.stdout == ""  # refused before anything is planned or run
+    assert "--smart" not in run_cli("run", "--help", env=base_env(tmp_path), cwd=tmp_path).stdout  # hidden
+
+
+# -f/--function values in examples: `streamduck run -f NAME`, `--function NAME`, `--function=NAME`
+FUNCTION_ARG = re.compile(r"(?:^|\s)(?:-f|--function)(?:\s+|=)([^\s`'\"]+)")
+EXAMPLE_LINE = re.compile(r"streamduck run\b[^\n]*")
+
+
+def indexed_functions(tmp_path: Path) -> set[str]:
+    """Names of the functions the app registers (with mapping 1 configured, so the mapping function too)."""
+    env = base_env(
+        tmp_path,
+        EVENTHUBNAME_1="telemetry",
+        EVENTHUBNAME_1_CONSUMER_GROUP="$Default",
+        MOTHERDUCK_1_DATABASE="analytics",
+        MOTHERDUCK_1_SCHEMA="raw",
+        MOTHERDUCK_1_TABLE="events",
+    )
+    result = run_cli("run", "--dry-run", "--json", "--app-dir", str(ROOT), env=env, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    return {f["function"] for f in result.json()["functions"]}
+
+
+def test_help_and_docs_examples_name_real_functions(tmp_path: Path) -> None:
+    names = indexed_functions(tmp_path)
+    assert {"eventhub_to_motherduck_1", "engagement_enrich", "engagement_content_cdc"} <= names
+    used: dict[str, set[str]] = {}
+    for command in COMMANDS:
+        help_text = run_cli(command, "--help", env=base_env(tmp_path), cwd=tmp_path).stdout
+        for line in EXAMPLE_LINE.findall(help_text):
+            for name in FUNCTION_ARG.findall(line):
+                used.setdefault(name, set()).add(f"streamduck {command} --help")
+    for doc in (ROOT / "README.md", ROOT / "docs" / "cli.md"):
+        for line in EXAMPLE_LINE.findall(doc.read_text(encoding="utf-8")):
+            for name in FUNCTION_ARG.findall(line):
+                used.setdefault(name, set()).add(doc.name)
+    assert any("--help" in where for places in used.values() for where in places), used  # run's example
+    unknown = {name: sorted(where) for name, where in used.items() if name not in names}
+    assert unknown == {}, f"examples name functions the app does not register: {unknown}"
+
+
+def test_dry_run_shows_the_mapping_batch_and_the_functions_host_batch(tmp_path: Path) -> None:
+    host_json = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    host_batch = host_json["extensions"]["eventHubs"]["maxEventBatchSize"]
+    assert host_batch != 500  # otherwise the test could not tell the two apart
+    mappings = {
+        f"{prefix}_{n}{suffix}": value
+        for n in (1, 2)
+        for prefix, suffix, value in (
+            ("EVENTHUBNAME", "", f"hub{n}"),
+            ("EVENTHUBNAME", "_CONSUMER_GROUP", "$Default"),
+            ("MOTHERDUCK", "_DATABASE", "analytics"),
+            ("MOTHERDUCK", "_SCHEMA", "raw"),
+            ("MOTHERDUCK", "_TABLE", f"events{n}"),
+        )
+    }
+    env = base_env(tmp_path, **mappings, MOTHERDUCK_1_BATCH="500")  # mapping 2 keeps host.json's size
+    result = run_cli("run", "--dry-run", "--json", "--app-dir", str(ROOT), env=env, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    plan = {f["function"]: f for f in result.json()["functions"]}
+    first, second = plan["eventhub_to_motherduck_1"], plan["eventhub_to_motherduck_2"]
+    assert (first["batch_size"], first["batch_size_from"]) == (500, "MOTHERDUCK_1_BATCH")
+    assert first["functions_host_batch_size"] == host_batch
+    assert first["functions_host_batch_size_from"] == "host.json extensions.eventHubs.maxEventBatchSize"
+    assert (second["batch_size"], second["functions_host_batch_size"]) == (host_batch, host_batch)
+    assert second["batch_size_from"] == "host.json extensions.eventHubs.maxEventBatchSize"
+    kafka_batch = host_json["extensions"]["kafka"]["maxBatchSize"]
+    assert plan["engagement_enrich"]["functions_host_batch_size"] == kafka_batch
+
+    table = run_cli("run", "--dry-run", "--app-dir", str(ROOT), env=env, cwd=tmp_path)
+    assert table.code == 0, table.stderr
+    row = table.stdout.split("eventhub_to_motherduck_1", 1)[1].split("eventhub_to_motherduck_2", 1)[0]
+    assert "500 (MOTHERDUCK_1_BATCH" in row
+    assert f"Functions host: {host_batch}" in row
+
+    overridden = run_cli(
+        "run", "--dry-run", "--json", "--batch-size", "7", "--app-dir", str(ROOT), env=env, cwd=tmp_path
+    ).json()["functions"]
+    first = next(f for f in overridden if f["function"] == "eventhub_to_motherduck_1")
+    assert (first["batch_size"], first["batch_size_from"], first["functions_host_batch_size"]) == (
+        7,
+        "--batch-size",
+        host_batch,
+    )
