@@ -2,8 +2,9 @@
 
 Runs simulated traffic through every function of both pipelines (the entry points
 ``shared.eventhubs.demo.run_demo`` and ``shared.engagement.demo.run_demo``) into local DuckDB files, chDB
-and Redis. Redis: ``REDIS_URL`` when it is set (it must answer); otherwise the default local Redis when it
-answers; otherwise a temporary ``redis-server`` that the demo starts and stops itself.
+and Redis. Redis: ``REDIS_URL`` when it is set (it must answer); otherwise the local Redis (``--local-redis``,
+default ``redis://127.0.0.1:6379/0``) when it answers; otherwise a temporary ``redis-server`` that the demo
+starts and stops itself.
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def temporary_redis() -> Iterator[str]:
+def temporary_redis(local_url: str = DEFAULT_REDIS_URL) -> Iterator[str]:
     """Start ``redis-server`` on a free loopback port (no persistence); stop it on exit."""
     binary = shutil.which("redis-server")
     if binary is None:
         fail(
             "Redis is needed: none is configured (REDIS_URL), none answers at "
-            f"{DEFAULT_REDIS_URL}, and redis-server is not installed to start one. Install it "
+            f"{local_url}, and redis-server is not installed to start one. Install it "
             "(apt-get install redis-server, or bash scripts/services.sh install redis) or set REDIS_URL.",
             EXIT_UNAVAILABLE,
         )
@@ -100,8 +101,12 @@ def temporary_redis() -> Iterator[str]:
 
 
 @contextmanager
-def redis_for_demo(environ: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """Yield (url, how) and leave ``environ['REDIS_URL']`` pointing at a Redis that answers."""
+def redis_for_demo(environ: dict[str, str], local_url: str = DEFAULT_REDIS_URL) -> Iterator[tuple[str, str]]:
+    """Yield (url, how) and leave ``environ['REDIS_URL']`` pointing at a Redis that answers.
+
+    In order: ``REDIS_URL`` (must answer), else ``local_url`` when it answers, else a temporary
+    ``redis-server`` found on PATH.
+    """
     configured = environ.get("REDIS_URL")
     if configured:
         if not _pings(configured, 2.0):
@@ -112,19 +117,26 @@ def redis_for_demo(environ: dict[str, str]) -> Iterator[tuple[str, str]]:
             )
         yield configured, "configured (REDIS_URL)"
         return
-    if _pings(DEFAULT_REDIS_URL, 0.5):
-        environ["REDIS_URL"] = DEFAULT_REDIS_URL
-        yield DEFAULT_REDIS_URL, "local default"
+    if _pings(local_url, 0.5):
+        environ["REDIS_URL"] = local_url
+        yield local_url, "local default"
         return
-    with temporary_redis() as url:
+    with temporary_redis(local_url) as url:
         environ["REDIS_URL"] = url
         yield url, "temporary redis-server started by the demo"
 
 
-def run_demo(environ: Mapping[str, str], *, events: int, seed: int, progress: bool) -> dict[str, Any]:
+def run_demo(
+    environ: Mapping[str, str],
+    *,
+    events: int,
+    seed: int,
+    progress: bool,
+    local_redis: str = DEFAULT_REDIS_URL,
+) -> dict[str, Any]:
     env = dict(environ)
     summary: dict[str, Any] = {"events_per_pipeline": events, "seed": seed, "pipelines": {}}
-    with redis_for_demo(env) as (url, how):
+    with redis_for_demo(env, local_redis) as (url, how):
         summary["redis"] = {"url": url, "source": how}
         settings = settings_from(env)
         export(env)

@@ -404,13 +404,18 @@ def simulate(
 def demo(
     events: Annotated[int, typer.Option(min=1, help="Simulated events per pipeline.")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 42,
+    local_redis: Annotated[
+        str,
+        typer.Option(help="Redis used when REDIS_URL is unset and this one answers (else a temporary one)."),
+    ] = "redis://127.0.0.1:6379/0",
     env_file: EnvFile = None,
     as_json: JsonOut = False,
 ) -> None:
     """The main job on embedded defaults: simulated traffic through every function, then a summary.
 
-    Uses local DuckDB files, embedded ClickHouse (chDB) and Redis (a temporary `redis-server` is started when
-    none is configured or reachable). Says what is missing when something cannot be started.
+    Uses local DuckDB files, embedded ClickHouse (chDB) and Redis: `REDIS_URL` when set, else the local
+    Redis (`--local-redis`) when it answers, else a temporary `redis-server` started for the run. Says what
+    is missing when something cannot be started.
 
     Examples:
 
@@ -421,7 +426,7 @@ def demo(
 
     with expected_failures():
         environ = build_environ(env_file)
-        summary = run_demo(environ, events=events, seed=seed, progress=not as_json)
+        summary = run_demo(environ, events=events, seed=seed, progress=not as_json, local_redis=local_redis)
     if as_json:
         print_json(summary)
     else:
