@@ -3,7 +3,8 @@
 - Event Hubs mappings: watermark per partition (from ``_streamduck_watermarks``), lag against the hub when
   it is reachable, dead letters by kind, the last compaction run.
 - Kafka: the consumer group's committed offsets against the topics' high watermarks (lag per partition).
-- Engagement: the leaderboard top-N with titles (from the engagement pipeline's Redis keys).
+- Engagement: dead letters by kind in ClickHouse (``ENGAGEMENT_DEAD_LETTER_TABLE`` in ``CLICKHOUSE_DATABASE``)
+  and the leaderboard top-N with titles (from the engagement pipeline's Redis keys).
 
 Nothing is written. A local DuckDB file held by a running dev host cannot be opened by a second process;
 that is reported rather than waited for.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from shared.cli.output import out
@@ -208,6 +210,41 @@ def kafka_status(settings: Settings, timeout: float) -> dict[str, Any]:
     return report
 
 
+def engagement_dead_letters(settings: Settings) -> dict[str, Any]:
+    """Records the engagement functions parked in ClickHouse, by kind (read-only: creates nothing)."""
+    from shared.sqlident import quote_ident
+
+    where = (
+        f"ClickHouse {settings.clickhouse_host}:{settings.clickhouse_port}"
+        if settings.clickhouse_host
+        else f"chDB {settings.clickhouse_chdb_path}"
+    )
+    result: dict[str, Any] = {
+        "store": where,
+        "table": f"{settings.clickhouse_database}.{settings.engagement_dead_letter_table}",
+        "total": None,
+        "by_kind": {},
+        "error": None,
+    }
+    if not settings.clickhouse_host and not settings.clickhouse_chdb_path.is_dir():
+        result["error"] = "no data yet (the chDB folder does not exist)"
+        return result
+    try:
+        from shared.engagement.clickhouse import Warehouse
+
+        warehouse = Warehouse.from_settings(settings)
+        table = f"{quote_ident(settings.clickhouse_database)}.{quote_ident(settings.engagement_dead_letter_table)}"
+        exists = warehouse.query(f"EXISTS TABLE {table}")
+        if not exists or not int(exists[0][0]):
+            result["error"] = "no data yet (the dead-letter table does not exist)"
+            return result
+        result["by_kind"] = warehouse.count_dead_letters()
+        result["total"] = sum(result["by_kind"].values())
+    except Exception as exc:  # noqa: BLE001 - reported in the status, which goes on with the other stores
+        result["error"] = _error(exc)
+    return result
+
+
 def leaderboard(settings: Settings, *, top: int, window: int) -> dict[str, Any]:
     """Top-N content of the last ``window`` minutes, with titles (the engagement pipeline's Redis keys)."""
     result: dict[str, Any] = {"window_minutes": window, "entries": [], "error": None}
@@ -255,6 +292,7 @@ def collect(
     return {
         "mappings": mappings,
         "kafka": kafka_status(settings, timeout),
+        "engagement_dead_letters": engagement_dead_letters(settings),
         "leaderboard": leaderboard(settings, top=top, window=window),
     }
 
@@ -303,6 +341,11 @@ def render(report: dict[str, Any]) -> None:
     out.print(table)
     if k.get("error"):
         out.print(f"  [yellow]kafka:[/] {k['error']}")
+    dl = report["engagement_dead_letters"]
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in dl["by_kind"].items()) or "none"
+    if dl.get("error"):
+        kinds = f"- ([yellow]{escape(dl['error'])}[/])"
+    out.print(f"Engagement dead letters ({escape(dl['store'])}, {escape(dl['table'])}): {kinds}")
     lb = report["leaderboard"]
     table = Table(title=f"Leaderboard, last {lb.get('window_minutes')} minutes", title_justify="left")
     for column in ("#", "content", "title", "score"):
