@@ -271,10 +271,13 @@ def _mask(n: int, bad: list[BadEvent]) -> pa.Array:
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failure; the caller re-raises the original error, which is what the host must see."""
     try:
         cur.execute("ROLLBACK")
-    except duckdb.Error as exc:  # the transaction may already be aborted; the original error is what matters
-        log.debug("rollback after failure: %s", exc)
+    except duckdb.Error as exc:
+        if "no transaction is active" in str(exc):
+            return  # the failed COMMIT already ended (and undid) the transaction
+        log.warning("rollback after a failed batch also failed (the batch was not applied): %s", exc)
 
 
 __all__ = ["BatchResult", "Clock", "MotherDuckSink", "StreamDuckError", "utc_now"]
