@@ -208,10 +208,11 @@ class EventHubSource:
             self._update_lag(context)
 
     def _update_lag(self, context: Any) -> None:
-        try:
-            props = context.last_enqueued_event_properties or {}
-        except Exception:  # noqa: BLE001 - informational only
-            return
+        # No I/O here: the SDK reads the last enqueued sequence number from the delivery annotations of the
+        # events it already received (track_last_enqueued_event_properties=True). Nothing is expected to
+        # fail, so nothing is caught: a failure is a bug and reaches the SDK's on_error (logged, and the
+        # partition resumes from its checkpoint, which this batch already updated).
+        props = context.last_enqueued_event_properties or {}
         last = props.get("sequence_number")
         mine = getattr(getattr(context, "_last_received_event", None), "sequence_number", None)
         if last is not None and mine is not None:

@@ -167,6 +167,7 @@ class KafkaSource:
         self.start_from = start_from
         self.outputs = OutputProducer(fn, settings)
         self._assigned: list[Any] = []
+        self._lag_error: str | None = None  # why the last lag request failed (None: it succeeded)
 
     def consumer_config(self) -> dict[str, Any]:
         conf = client_config(self.settings, self.fn.connection)
@@ -267,15 +268,31 @@ class KafkaSource:
         return True
 
     def _update_lag(self, consumer: Any) -> None:
+        from confluent_kafka import KafkaException
+
         assigned = list(self._assigned)
         if not assigned:
             return
         try:
             positions = consumer.committed(assigned, timeout=2)
+            lags: list[tuple[str, int]] = []
             for tp in positions:
                 _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
                 committed = tp.offset if tp.offset >= 0 else _low
-                self.stats.set_lag(self.fn.name, str(tp.partition), max(0, high - committed))
-            self.stats.ready(self.fn.name)
-        except Exception as exc:  # noqa: BLE001 - lag is informational; the consumer keeps going
-            log.debug("%s: lag unavailable: %s", self.fn.name, exc)
+                lags.append((str(tp.partition), max(0, high - committed)))
+        except KafkaException as exc:
+            # Only the broker requests are expected to fail here (timeout, broker down, rebalance): the lag is
+            # a report, and consuming and committing go on, so the failure is logged with its reason and the
+            # lag asked again on the next tick (the previous values stay; the source is not marked drained).
+            # Anything else is a bug and propagates. One warning per streak of failures, not one per tick.
+            reason = str(exc.args[0] if exc.args else exc)
+            if self._lag_error is None:
+                log.warning("%s: lag unavailable (asked again every 2 s): %s", self.fn.name, reason)
+            self._lag_error = reason
+            return
+        for partition, lag in lags:
+            self.stats.set_lag(self.fn.name, partition, lag)
+        self.stats.ready(self.fn.name)
+        if self._lag_error is not None:
+            log.info("%s: lag available again", self.fn.name)
+            self._lag_error = None
