@@ -126,6 +126,21 @@ def _env(*names: str) -> Any:
     return AliasChoices(*names)
 
 
+def leaderboard_max_window_minutes(bucket_ttl_seconds: int) -> int:
+    """The longest leaderboard window (minutes) that minute buckets kept ``bucket_ttl_seconds`` can serve.
+
+    A window of ``W`` minutes read during minute ``m`` needs the bucket of minute ``m - W``, whose last write
+    happened no earlier than the start of that minute; it must still exist at the end of minute ``m``:
+    ``(W + 1) * 60 <= ttl``, so ``W <= (ttl - 60) // 60``.
+    """
+    return (bucket_ttl_seconds - 60) // 60
+
+
+def leaderboard_min_bucket_ttl_seconds(window_minutes: int) -> int:
+    """The shortest ``LEADERBOARD_BUCKET_TTL_SECONDS`` that serves a window of ``window_minutes``."""
+    return (window_minutes + 1) * 60
+
+
 class Settings(BaseSettings):
     """Every fixed setting. Built by :func:`load_settings`, never from ambient state behind its back."""
 
@@ -369,7 +384,7 @@ class Settings(BaseSettings):
         7200,
         gt=0,
         validation_alias=_env("LEADERBOARD_BUCKET_TTL_SECONDS"),
-        description="TTL of a minute bucket; must exceed the longest window (plus one minute).",
+        description="TTL of a minute bucket; at least (longest window + 1) * 60 seconds.",
         examples=["7200"],
     )
     leaderboard_schedule: str = Field(
@@ -461,11 +476,13 @@ class Settings(BaseSettings):
     @classmethod
     def _bucket_ttl_covers_windows(cls, value: int, info: ValidationInfo) -> int:
         windows = info.data.get("leaderboard_windows") or (60,)
-        longest = max(windows) * 60 + 60
-        if value <= longest:
+        longest = max(windows)
+        if longest > leaderboard_max_window_minutes(value):
             raise ValueError(
-                f"must exceed the longest leaderboard window plus a minute ({longest} s), "
-                f"for example LEADERBOARD_BUCKET_TTL_SECONDS={longest * 2}"
+                f"{value} s keeps minute buckets long enough for windows of at most "
+                f"{leaderboard_max_window_minutes(value)} minutes, but LEADERBOARD_WINDOWS has {longest}; "
+                f"set LEADERBOARD_BUCKET_TTL_SECONDS={leaderboard_min_bucket_ttl_seconds(longest)} or more, "
+                "or shorten the window"
             )
         return value
 
@@ -631,8 +648,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         for err in exc.errors():
             variable = str(err["loc"][0]) if err["loc"] else "?"
+            if variable in Settings.model_fields:  # a defaulted field is reported by name, not by variable
+                variable = _first_alias(variable)
             example = _example_for(variable)
-            hint = f", for example {variable}={example}" if example else ""
+            suggested = f"{variable}=" in err["msg"]  # the message already says what to set
+            hint = f", for example {variable}={example}" if example and not suggested else ""
             problems[variable] = f"{err['msg']}{hint}"
     if problems or settings is None:
         raise ConfigError(problems)

@@ -4,8 +4,9 @@ Keys (``REDIS_KEY_PREFIX`` in front of each; with the default empty prefix the b
 pipeline's):
 
 - ``zset:eng:minute:<YYYYMMDDHHMM>`` (UTC minute of ``event_ts``): member content id, score engagement
-  seconds. Every write sets the TTL ``LEADERBOARD_BUCKET_TTL_SECONDS``, which settings require to exceed the
-  longest window plus a minute, so no offered window is cut short.
+  seconds. Every write sets the TTL ``LEADERBOARD_BUCKET_TTL_SECONDS``, which settings require to be at least
+  ``(longest window + 1) * 60`` seconds; every reader (:meth:`Leaderboard.top`, the windows timer) refuses a
+  window longer than the TTL serves (:class:`WindowTooLongError`), so no window is silently cut short.
 - ``eng:wm:<consumer group>:<topic>``: hash partition -> highest Kafka offset already counted.
 - ``zset:eng:window:<W>``: top list of the last ``W`` complete minutes, rebuilt by the timer when the minute
   turns; ``eng:window:meta`` says which minute each window was built for.
@@ -22,7 +23,8 @@ Scores: ``c`` (insert) and ``r`` (snapshot) add the engagement seconds, ``d`` (d
 (the row is in the delete record), ``u`` (update) adds nothing (engagement rows are append-only upstream; the
 ClickHouse row is still replaced). Events without a duration (clicks) score 0.
 
-A window of ``W`` minutes at time ``now`` covers the ``W`` complete UTC minutes before the minute of ``now``.
+A window of ``W`` minutes at time ``now`` covers the ``W`` complete UTC minutes before the minute of ``now``;
+``W`` is at most ``(LEADERBOARD_BUCKET_TTL_SECONDS - 60) // 60`` (and never more than 1440).
 """
 
 from __future__ import annotations
@@ -36,12 +38,29 @@ import redis
 
 from shared.engagement.content_store import ContentStore
 from shared.engagement.redis_io import LuaScript, load_lua, redis_errors
-from shared.errors import TransientError
+from shared.errors import TerminalError, TransientError
+from shared.settings import leaderboard_max_window_minutes, leaderboard_min_bucket_ttl_seconds
 
 _APPLY = LuaScript(load_lua("leaderboard.lua"))
 WINDOW_KEY_TTL_SECONDS = 180
 ADHOC_WINDOW_TTL_SECONDS = 60
 MAX_WINDOW_MINUTES = 1440
+
+
+class WindowTooLongError(TerminalError, ValueError):
+    """A window longer than the minute buckets live: its oldest minutes would be missing, not zero."""
+
+    def __init__(self, minutes: int, bucket_ttl_seconds: int) -> None:
+        longest = leaderboard_max_window_minutes(bucket_ttl_seconds)
+        super().__init__(
+            f"a {minutes}-minute leaderboard window is longer than the minute buckets live: "
+            f"LEADERBOARD_BUCKET_TTL_SECONDS={bucket_ttl_seconds} serves windows of at most {longest} minutes; "
+            f"set LEADERBOARD_BUCKET_TTL_SECONDS={leaderboard_min_bucket_ttl_seconds(minutes)} or more "
+            "(buckets written before the change keep their old TTL) or ask for a shorter window"
+        )
+        self.minutes = minutes
+        self.bucket_ttl_seconds = bucket_ttl_seconds
+        self.longest = longest
 
 
 # (index of the record in the batch, epoch minute of event_ts, member (content id), engagement seconds in
@@ -178,6 +197,20 @@ class Leaderboard:
     def watermark_key(self, topic: str) -> str:
         return f"{self.prefix}eng:wm:{self.consumer_group}:{topic}"
 
+    @property
+    def max_window_minutes(self) -> int:
+        """The longest window this leaderboard serves: what the bucket TTL keeps, at most 1440 minutes."""
+        return min(MAX_WINDOW_MINUTES, leaderboard_max_window_minutes(self.bucket_ttl_seconds))
+
+    def check_window(self, minutes: int) -> None:
+        """Refuse a window the buckets cannot serve in full (:class:`WindowTooLongError`, a ``ValueError``)."""
+        if minutes < 1:
+            raise ValueError(f"a leaderboard window is at least 1 minute, got {minutes}")
+        if minutes > leaderboard_max_window_minutes(self.bucket_ttl_seconds):
+            raise WindowTooLongError(minutes, self.bucket_ttl_seconds)
+        if minutes > MAX_WINDOW_MINUTES:
+            raise ValueError(f"a leaderboard window is at most {MAX_WINDOW_MINUTES} minutes, got {minutes}")
+
     def window_key(self, minutes: int) -> str:
         return f"{self.prefix}zset:eng:window:{minutes}"
 
@@ -273,13 +306,18 @@ class Leaderboard:
 
     def window_buckets(self, minutes: int, now_ms: int) -> list[str]:
         """Bucket keys of the ``minutes`` complete minutes before the minute of ``now_ms``."""
-        if not 1 <= minutes <= MAX_WINDOW_MINUTES:
-            raise ValueError(f"window must be 1..{MAX_WINDOW_MINUTES} minutes, got {minutes}")
+        self.check_window(minutes)
         current = now_ms // 60_000
         return [self.bucket_key(current - i) for i in range(1, minutes + 1)]
 
     def precompute_windows(self, now_ms: int) -> dict[int, int]:
-        """Rebuild every configured window for the minute of ``now_ms`` (one transaction); sizes by window."""
+        """Rebuild every configured window for the minute of ``now_ms`` (one transaction); sizes by window.
+
+        Refuses (:class:`WindowTooLongError`, before writing anything) when a configured window is longer than
+        the bucket TTL serves.
+        """
+        for minutes in self.windows:
+            self.check_window(minutes)
         current = str(now_ms // 60_000)
         with redis_errors():
             pipe = self.client.pipeline(transaction=True)
@@ -292,7 +330,12 @@ class Leaderboard:
         return {minutes: int(replies[3 * i]) for i, minutes in enumerate(self.windows)}
 
     def top(self, minutes: int, n: int, now_ms: int) -> list[tuple[str, float]]:
-        """``(content id, engagement seconds)`` of the top ``n`` of the window, best first."""
+        """``(content id, engagement seconds)`` of the top ``n`` of the window, best first.
+
+        Raises :class:`WindowTooLongError` for a window longer than the bucket TTL serves, even when a window
+        of that length was precomputed.
+        """
+        self.check_window(minutes)
         if n <= 0:
             return []
         current = now_ms // 60_000
@@ -316,7 +359,12 @@ class Leaderboard:
 def top_n_with_titles(
     leaderboard: Leaderboard, store: ContentStore, *, minutes: int, n: int, now_ms: int | None = None
 ) -> list[LeaderboardEntry]:
-    """The top ``n`` content of the last ``minutes`` complete minutes, with titles from the content store."""
+    """The top ``n`` content of the last ``minutes`` complete minutes, with titles from the content store.
+
+    Raises :class:`WindowTooLongError` (its message names ``LEADERBOARD_BUCKET_TTL_SECONDS``) for a window
+    longer than the minute buckets live.
+    """
+    leaderboard.check_window(minutes)
     at = int(time.time() * 1000) if now_ms is None else now_ms
     top = leaderboard.top(minutes, n, at)
     infos = store.get_many([content_id for content_id, _ in top])
