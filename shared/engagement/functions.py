@@ -49,6 +49,17 @@ log = logging.getLogger("streamduck.engagement")
 ENRICH_FUNCTION = "engagement_enrich"
 CONTENT_FUNCTION = "engagement_content_cdc"
 
+# One log line per batch. The dead-letter alert and the workbook tile (infra/app/observability.bicep,
+# workbook.json) sum ``(\d+) dead-lettered`` over these lines and the Event Hubs ones, and take the first word
+# as the source, so keep that wording and the function name first.
+ENRICH_BATCH_LOG = (
+    ENRICH_FUNCTION
+    + " batch: %d records, %d enriched (%d unknown content), %d dead-lettered, %d already counted"
+)
+CONTENT_BATCH_LOG = (
+    CONTENT_FUNCTION + " batch: %d records, %d changes, %d dead-lettered, %d events re-enriched"
+)
+
 
 class OutLike(Protocol):
     """``azure.functions.Out[list[str]]``."""
@@ -310,7 +321,7 @@ def on_engagement_batch(
     report = pipeline_for(settings).enrich(events)
     _publish(out, report.envelopes)
     log.info(
-        "engagement batch: %d records, %d enriched (%d unknown content), %d dead letters, %d already counted",
+        ENRICH_BATCH_LOG,
         report.records,
         report.changes,
         report.unknown_content,
@@ -326,7 +337,7 @@ def on_content_batch(
     report = pipeline_for(settings).content(events)
     _publish(out, report.envelopes)
     log.info(
-        "content batch: %d records, %d changes, %d dead letters, %d events re-enriched",
+        CONTENT_BATCH_LOG,
         report.records,
         report.changes,
         report.dead_letters,
