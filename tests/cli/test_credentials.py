@@ -1,8 +1,9 @@
 """check-credentials: a real token request per scope; OK only when Entra ID (or its stand-in) issued one.
 
 The process gets a hermetic environment: HOME and AZURE_CONFIG_DIR in tmp_path and a PATH without az, azd
-or pwsh, so no developer login of this machine can answer. A managed identity endpoint is emulated where a
-test needs a credential that answers (the App Service protocol: IDENTITY_ENDPOINT + IDENTITY_HEADER).
+or pwsh, so no developer login of the host running the tests can answer. A managed identity endpoint is
+emulated where a test needs a credential that answers (the App Service protocol: IDENTITY_ENDPOINT +
+IDENTITY_HEADER).
 """
 
 from __future__ import annotations
