@@ -14,7 +14,9 @@ Records reach the functions either as raw values (``dataType: binary``) or wrapp
 its event envelope (``{"Offset", "Partition", "Topic", "Timestamp", "Key", "Value", "Headers"}``, which
 the extension produces for string-typed values); both are unwrapped here. The key, topic, partition and
 offset are read from the event and, where the Python binding left them empty (a known bug leaves ``key`` as
-``None`` in batch mode), from the batch metadata arrays.
+``None`` in batch mode), from the batch metadata arrays. A batch whose records cannot all be positioned (topic,
+partition and offset), or whose metadata is needed but unreadable, raises :class:`BatchMetadataError`: without
+offsets the Redis watermark could not recognise a redelivery, so such a batch is never applied.
 
 Hot path: :func:`decode_engagements` decodes a whole :class:`TriggerBatch` (columns, no per-record objects)
 into row tuples with fast checks (canonical uuids checked for the batch at once, the usual
@@ -35,7 +37,7 @@ from typing import Annotated, Any, Literal, Protocol, cast
 
 import msgspec
 
-from shared.errors import BadInputError
+from shared.errors import BadInputError, TerminalError
 
 EVENT_TYPES: tuple[str, ...] = ("play", "pause", "finish", "click")
 CONTENT_TYPES: tuple[str, ...] = ("podcast", "newsletter", "video")
@@ -60,6 +62,11 @@ BAD_INPUT_KINDS: tuple[str, ...] = (
 )
 
 _INT32_MAX = 2**31 - 1
+
+
+class BatchMetadataError(TerminalError):
+    """A trigger batch that cannot be positioned: its metadata is unreadable, or some record's topic, partition
+    or offset is unknown. Nothing of the batch is applied (the function fails; the host holds the partition)."""
 
 
 class KafkaEventLike(Protocol):
@@ -204,7 +211,12 @@ _ENVELOPE_PREFIX = b'{"Offset":'
 
 
 def _meta_list(metadata: Mapping[str, Any] | None, name: str) -> list[Any] | None:
-    """A metadata array as a list, whatever form the worker gave it (JSON text or a protobuf collection)."""
+    """A metadata array as a list, whatever form the worker gave it (JSON text or a protobuf collection).
+
+    ``None`` means the host did not send the array (no metadata, or no entry ``name``); the caller decides
+    whether the batch can do without it. An array that is present but unreadable (not JSON, not a list, an
+    unknown collection type) raises :class:`BatchMetadataError`.
+    """
     if not metadata:
         return None
     value = metadata.get(name)
@@ -213,16 +225,18 @@ def _meta_list(metadata: Mapping[str, Any] | None, name: str) -> list[Any] | Non
     if isinstance(value, str | bytes):
         try:
             parsed = json.loads(value)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, list) else None
+        except ValueError as exc:
+            raise BatchMetadataError(f"trigger metadata {name} is not JSON: {exc}") from exc
+        if not isinstance(parsed, list):
+            raise BatchMetadataError(f"trigger metadata {name} is not an array: {type(parsed).__name__}")
+        return parsed
     if isinstance(value, list):
         return value
     for attr in ("sint64", "string", "bytes", "double"):
         items = getattr(value, attr, None)
         if items is not None:
             return list(items)
-    return None
+    raise BatchMetadataError(f"trigger metadata {name} has an unreadable form: {type(value).__name__}")
 
 
 def parse_timestamp_ms(value: object) -> int | None:
@@ -368,7 +382,10 @@ class TriggerBatch:
 
     @classmethod
     def from_events(cls, events: Sequence[KafkaEventLike]) -> TriggerBatch:
-        """Columns of a trigger batch, unwrapping extension envelopes (see :func:`records_from_events`)."""
+        """Columns of a trigger batch, unwrapping extension envelopes (see :func:`records_from_events`).
+
+        Raises :class:`BatchMetadataError` when the batch cannot be positioned (see the module docstring).
+        """
         n = len(events)
         bodies = [event.get_body() for event in events]
         keys: list[Any] = [event.key for event in events]
@@ -377,32 +394,56 @@ class TriggerBatch:
         offsets: list[Any] = [event.offset for event in events]
         timestamps: list[Any] = [event.timestamp for event in events]
         columns = (keys, topics, partitions, offsets, timestamps)
-        if n and any(None in column for column in columns):
-            metadata = None
-            try:
-                metadata = events[0].metadata
-            except (ValueError, TypeError, KeyError):  # header parsing errors in some binding versions
-                metadata = None
-            for column, name in zip(columns, _METADATA_ARRAYS, strict=True):
-                if None in column:
-                    fallback = _meta_list(metadata, name)
-                    if fallback is not None and len(fallback) == n:
-                        column[:] = [v if v is not None else fallback[i] for i, v in enumerate(column)]
         values: list[bytes | None] = [body if body else None for body in bodies]
         for i, value in enumerate(values):
             if value is not None and value.startswith(_ENVELOPE_PREFIX):
                 _unwrap(i, value, values, columns)
+        if n and any(None in column for column in columns):
+            _fill_from_metadata(events[0], columns, n)
+        for column, name in ((topics, "topic"), (partitions, "partition"), (offsets, "offset")):
+            missing = column.count(None)
+            if missing:
+                raise BatchMetadataError(
+                    f"{missing} of {n} records have no {name} (not on the event, its envelope or the trigger "
+                    "metadata); a batch that cannot be positioned is not applied"
+                )
         return cls(
             values=values,
-            topics=[str(t) if t is not None else "" for t in topics],
-            partitions=[int(p) if p is not None else -1 for p in partitions],
-            offsets=[int(o) if o is not None else -1 for o in offsets],
+            topics=[str(t) for t in topics],
+            partitions=[int(p) for p in partitions],
+            offsets=[int(o) for o in offsets],
             keys=[k if isinstance(k, str) or k is None else str(k) for k in keys],
             timestamps=timestamps,
         )
 
 
 _METADATA_ARRAYS = ("KeyArray", "TopicArray", "PartitionArray", "OffsetArray", "TimestampArray")
+
+
+def _fill_from_metadata(first: KafkaEventLike, columns: tuple[list[Any], ...], n: int) -> None:
+    """Fill the ``None`` entries of the columns from the batch metadata arrays, where the host sent them.
+
+    Keys and timestamps that stay ``None`` are legitimate (records without a key or timestamp); missing
+    positions are refused by the caller. Metadata that is needed but cannot be read, or an array whose length
+    is not the batch's, raises :class:`BatchMetadataError` (the error is never hidden: a record's key decides
+    which content a tombstone deletes, and its timestamp may be its version).
+    """
+    try:
+        metadata = first.metadata
+    except (ValueError, TypeError, KeyError) as exc:  # e.g. header parsing errors in some binding versions
+        raise BatchMetadataError(
+            f"the trigger metadata of the batch cannot be read ({type(exc).__name__}: {exc}); "
+            "some records lack their key, position or timestamp, so the batch is not applied"
+        ) from exc
+    for column, name in zip(columns, _METADATA_ARRAYS, strict=True):
+        if None not in column:
+            continue
+        fallback = _meta_list(metadata, name)
+        if fallback is None:
+            continue
+        if len(fallback) != n:
+            raise BatchMetadataError(f"trigger metadata {name} has {len(fallback)} entries for {n} records")
+        column[:] = [v if v is not None else fallback[i] for i, v in enumerate(column)]
 
 
 def _unwrap(i: int, value: bytes, values: list[bytes | None], columns: tuple[list[Any], ...]) -> None:
@@ -423,8 +464,9 @@ def records_from_events(events: Sequence[KafkaEventLike]) -> list[RawRecord]:
     """Turn a trigger batch into :class:`RawRecord` values, unwrapping extension envelopes.
 
     Falls back to the batch metadata arrays (``KeyArray``, ``TopicArray``, ``PartitionArray``,
-    ``OffsetArray``, ``TimestampArray``) for fields the binding left empty. An offset that is still
-    unknown is ``-1``: such records are never skipped by the Redis watermark (see ``leaderboard``).
+    ``OffsetArray``, ``TimestampArray``) for fields the binding left empty. A record whose topic, partition
+    or offset is still unknown, or metadata that is needed but unreadable, raises
+    :class:`BatchMetadataError`: the Redis watermark could not skip such records on a redelivery.
     """
     return TriggerBatch.from_events(events).records()
 
