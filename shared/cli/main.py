@@ -433,6 +433,28 @@ def demo(
         render(summary)
 
 
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on (no sign-in).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: a free one).")] = 8050,
+    env_file: EnvFile = None,
+) -> None:
+    """Web dashboard: recent enriched events, engagement by content, the leaderboard, Event Hubs mappings.
+
+    Refreshes itself every few seconds; JSON endpoints under `/api/` (docs/dashboard.md).
+
+    Examples:
+
+    * `streamduck dashboard`
+    * `streamduck dashboard --port 8080 --env-file prod.env`
+    """
+    from shared.dashboard.command import serve
+
+    with expected_failures():
+        environ = build_environ(env_file)
+        serve(settings_from(environ), environ, host=host, port=port)
+
+
 def main() -> None:
     """Console-script entry point (``streamduck``)."""
     app()
