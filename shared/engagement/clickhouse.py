@@ -15,6 +15,7 @@ Errors: clickhouse-connect/chDB exceptions are translated in one place, :func:`t
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,9 @@ ENRICHED_TABLE = "engagement_enriched"
 CONTENT_TABLE = "content"
 MINUTE_VIEW = "engagement_by_minute"
 SCHEMA_TABLE = "streamduck_schema"
+
+# Partition ids of the enriched table (``PARTITION BY toYYYYMMDD(event_ts)``): eight digits, a calendar date.
+_PARTITION_ID = re.compile(r"[0-9]{8}")
 
 _TRANSIENT_NAMES = (
     "TIMEOUT_EXCEEDED",
@@ -428,14 +432,42 @@ class Warehouse:
         done: list[str] = []
         with self._lock, clickhouse_errors():
             for back in range(days):
-                partition = time.strftime("%Y%m%d", time.gmtime(now_ms / 1000 - back * 86400))
-                self.client.command(f"OPTIMIZE TABLE {self._enriched} PARTITION ID '{partition}' FINAL")
+                partition = partition_id(now_ms - back * 86_400_000)
+                self._optimize_partition(partition)
                 done.append(f"{ENRICHED_TABLE}:{partition}")
             if days:
                 for table, name in ((self._content, CONTENT_TABLE), (self._dead, self.dead_letter_table)):
                     self.client.command(f"OPTIMIZE TABLE {table} FINAL")
                     done.append(name)
         return done
+
+    def optimize_partition(self, partition: str) -> None:
+        """``OPTIMIZE ... FINAL`` of one daily partition of the enriched table (id as :func:`partition_id`)."""
+        with self._lock, clickhouse_errors():
+            self._optimize_partition(partition)
+
+    def _optimize_partition(self, partition: str) -> None:
+        # The id is written into the statement text, so only an id the partition key can produce gets there.
+        self.client.command(
+            f"OPTIMIZE TABLE {self._enriched} PARTITION ID '{check_partition_id(partition)}' FINAL"
+        )
+
+
+def partition_id(epoch_ms: int) -> str:
+    """The enriched table's partition id of an instant: ``toYYYYMMDD`` of it in UTC."""
+    return check_partition_id(time.strftime("%Y%m%d", time.gmtime(epoch_ms / 1000)))
+
+
+def check_partition_id(partition: object) -> str:
+    """``partition`` if it is an id ``toYYYYMMDD`` produces (eight digits, a real date); else TerminalError."""
+    if isinstance(partition, str) and _PARTITION_ID.fullmatch(partition):
+        try:
+            time.strptime(partition, "%Y%m%d")
+        except ValueError:
+            pass
+        else:
+            return partition
+    raise TerminalError(f"clickhouse: {partition!r} is not a partition id of {ENRICHED_TABLE} (YYYYMMDD)")
 
 
 def hash_text(text: str) -> int:
