@@ -1,21 +1,38 @@
-"""The engagement path on embedded defaults: simulated Debezium traffic through the real handlers.
+"""The engagement path on embedded defaults: simulated Debezium traffic through the registered functions.
 
-Content and engagement rows shaped like the earlier connector's output go through the same entry points the
-function app calls, as ``func.KafkaEvent`` batches built by the library's trigger converter, into chDB
-(``CLICKHOUSE_CHDB_PATH``) and Redis (``REDIS_URL``). Some content arrives only after its engagements (those
-events are published unknown and re-enriched), and a few bad records show the dead-letter path.
+Content and engagement rows shaped like the earlier connector's output are handed, as ``func.KafkaEvent``
+batches built by the library's trigger converter, to the functions ``function_app.py`` registers
+(``engagement_content_cdc``, ``engagement_enrich``), the way the worker invokes them, with a ``func.Out``
+collector standing in for the Kafka output binding; then the timers ``engagement_leaderboard_windows`` and
+``engagement_upkeep`` run once. Everything lands in chDB (``CLICKHOUSE_CHDB_PATH``) and Redis (``REDIS_URL``).
+Some content arrives only after its engagements (those events are published unknown and re-enriched), and a
+few bad records show the dead-letter path.
+
+``function_app`` reads its settings from the process environment when it is imported (``streamduck demo``
+exports the demo's environment first). The functions take their stores from
+:func:`~shared.engagement.functions.pipeline_for`; the demo runs them against a pipeline built from the
+``settings`` it is given (:func:`~shared.engagement.functions.use_pipeline`), so the summary always describes
+those stores.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
+import sys
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from shared.engagement.functions import OutLike, Pipeline, on_content_batch, on_engagement_batch, use_pipeline
+import azure.functions as func
+
+from shared.appindex import user_function
+from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
+from shared.engagement.redis_io import redis_errors
 from shared.settings import Settings
 
 BATCH = 1000
@@ -23,12 +40,31 @@ _EVENT_MIX = (("play", 0.60), ("pause", 0.20), ("click", 0.15), ("finish", 0.05)
 _DEVICES = ("ios", "android", "web-chrome", "web-safari", "roku")
 
 
-class _Collect:
+WINDOWS_FUNCTION = "engagement_leaderboard_windows"
+UPKEEP_FUNCTION = "engagement_upkeep"
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def registered(name: str) -> Callable[..., None]:
+    """The plain callable the worker invokes for function ``name`` of ``function_app`` (imported if needed)."""
+    if str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))
+    module = sys.modules.get("function_app") or importlib.import_module("function_app")
+    function: Callable[..., None] = user_function(module.app, name)
+    return function
+
+
+class Collect(func.Out[list[str]]):
+    """The Kafka output binding as the host provides it: what the function sets is published afterwards."""
+
     def __init__(self) -> None:
         self.items: list[str] = []
 
     def set(self, val: list[str]) -> None:
         self.items.extend(val)
+
+    def get(self) -> list[str]:
+        return self.items
 
 
 def content_rows(rng: random.Random, count: int, source_ts_ms: int) -> list[dict[str, Any]]:
@@ -92,33 +128,32 @@ def _batch(topic: str, start: int, values: list[bytes | None], keys: list[str | 
 
 
 def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]:
-    """Push ``events`` simulated engagement events (and their content) through the handlers; summarize."""
+    """Push ``events`` simulated engagement events (and their content) through the functions; summarize."""
     rng = random.Random(seed)  # noqa: S311 (simulated traffic, not security)
+    content_cdc, enrich = registered(CONTENT_FUNCTION), registered(ENRICH_FUNCTION)
+    windows_timer, upkeep_timer = registered(WINDOWS_FUNCTION), registered(UPKEEP_FUNCTION)
     pipeline = Pipeline(settings)
     now_ms = int(time.time() * 1000)
     ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms // 1000))
     contents = content_rows(rng, max(5, events // 250), now_ms - 60_000)
     late = contents[: max(1, len(contents) // 5)]  # published only after the engagements
     early = contents[len(late) :]
-    out: OutLike = _Collect()
+    out = Collect()
     lb = pipeline.leaderboard
     content_offset = (lb.watermark(settings.topic_content, 0) or -1) + 1
     engage_offset = (lb.watermark(settings.topic_engage, 0) or -1) + 1
     started = time.perf_counter()
     with use_pipeline(pipeline):
-        reports = [
-            on_content_batch(
-                settings,
-                _batch(
-                    settings.topic_content,
-                    content_offset,
-                    [json.dumps(c).encode() for c in early],
-                    [json.dumps({"id": c["id"]}) for c in early],
-                    ts,
-                ),
-                out,
-            )
-        ]
+        content_cdc(
+            events=_batch(
+                settings.topic_content,
+                content_offset,
+                [json.dumps(c).encode() for c in early],
+                [json.dumps({"id": c["id"]}) for c in early],
+                ts,
+            ),
+            out=out,
+        )
         content_offset += len(early)
         rows = engagement_rows(rng, [c["id"] for c in contents], events, first_id=seed * 10**9, now_ms=now_ms)
         values: list[bytes | None] = [json.dumps(r).encode() for r in rows]
@@ -133,27 +168,32 @@ def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]
             batch = _batch(
                 settings.topic_engage, engage_offset + start, chunk, keys[start : start + BATCH], ts
             )
-            reports.append(on_engagement_batch(settings, batch, out))
-        late_report = on_content_batch(
-            settings,
-            _batch(
+            enrich(events=batch, out=out)
+        before_late = len(out.items)
+        content_cdc(
+            events=_batch(
                 settings.topic_content,
                 content_offset,
                 [json.dumps(c).encode() for c in late],
                 [c["id"] for c in late],
                 ts,
             ),
-            out,
+            out=out,
         )
-        reports.append(late_report)
+        reenriched = (
+            len(out.items) - before_late
+        )  # the late content's function publishes the re-enriched events
         elapsed = time.perf_counter() - started
-        windows = pipeline.precompute_windows(now_ms)
-        top = pipeline.top(minutes=60, n=5, now_ms=now_ms)
+        timer_minute = pipeline.now_ms() // 60_000
+        windows_timer(timer=func.TimerRequest(past_due=False))
+        upkeep_timer(timer=func.TimerRequest(past_due=False), out=out)
+        windows = _window_sizes(pipeline, timer_minute)
+        minutes = min(60, lb.max_window_minutes)
+        top = pipeline.top(minutes=minutes, n=5)
     wh = pipeline.warehouse
     rows_total, unknown = wh.query(
         "SELECT count(), countIf(NOT content_known) FROM {db}.engagement_enriched FINAL"
     )[0]
-    published = getattr(out, "items", [])
     return {
         "events": events,
         "seconds": round(elapsed, 3),
@@ -161,9 +201,9 @@ def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]
         "clickhouse_database": settings.clickhouse_database,
         "clickhouse_rows": int(rows_total),
         "clickhouse_unknown_content_rows": int(unknown),
-        "reenriched_when_content_arrived": late_report.reenriched,
+        "reenriched_when_content_arrived": reenriched,
         "published_to": settings.topic_out,
-        "published_envelopes": len(published),
+        "published_envelopes": len(out.items),
         "dead_letters": wh.count_dead_letters(),
         "leaderboard_windows": windows,
         "leaderboard_top5_last_60_min": [
@@ -176,3 +216,12 @@ def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]
             for e in top
         ],
     }
+
+
+def _window_sizes(pipeline: Pipeline, since_minute: int) -> dict[int, int]:
+    """Entries of each window the timer built (for ``since_minute`` or later), as the reader finds them."""
+    lb = pipeline.leaderboard
+    with redis_errors():
+        built = {int(k): int(v) for k, v in lb.client.hgetall(lb.meta_key).items()}
+        sizes = {m: int(lb.client.zcard(lb.window_key(m))) for m in lb.windows}
+    return {m: size for m, size in sizes.items() if built.get(m, -1) >= since_minute}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 import uuid
@@ -14,6 +13,7 @@ import azure.functions as func
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from shared.appindex import indexed_functions
 from shared.engagement.functions import Pipeline, use_pipeline
 from shared.engagement.kafka_io import batch_from_messages, produce_envelopes, trigger_batch
 from shared.settings import Settings
@@ -133,12 +133,12 @@ class Env:
         return out.items
 
 
-@functools.cache
 def app_functions() -> dict[str, Any]:
-    """``function_app``'s functions by name (``get_functions()`` may be called only once per app)."""
+    """``function_app``'s functions by name, from the process-wide index the demo and benchmark share
+    (``get_functions()`` may be called only once per app)."""
     import function_app
 
-    return {str(fn.get_function_name()): fn for fn in function_app.app.get_functions()}
+    return indexed_functions(function_app.app)
 
 
 def app_function(name: str) -> Callable[..., Any]:

@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, cast
 
+import azure.functions as func
 import pytest
 import redis
 
@@ -39,6 +40,12 @@ from .support import (
 )
 
 CENT = Decimal("0.01")
+ENGAGEMENT_FUNCTIONS = (
+    "engagement_content_cdc",
+    "engagement_enrich",
+    "engagement_leaderboard_windows",
+    "engagement_upkeep",
+)
 
 
 # --------------------------------------------------------------------------------------- expectations
@@ -864,10 +871,34 @@ def test_engagement_pct_definition() -> None:
         assert format_centis(engagement_centis(duration)) == (str(secs) if secs is not None else None)
 
 
-def test_demo_runs_on_embedded_defaults(env: Env) -> None:
+def test_demo_runs_on_embedded_defaults(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo hands its batches to the functions function_app registers, timers included."""
     from shared.engagement.demo import run_demo
 
+    calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for name in ENGAGEMENT_FUNCTIONS:
+        fn = app_functions()[name]
+        original = fn.get_user_function()
+
+        def spy(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls[_name].append(kwargs)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(fn, "_func", spy)
+
     summary = run_demo(env.settings, events=2_000, seed=3)
+    assert [len(calls[n]) for n in ENGAGEMENT_FUNCTIONS] == [2, 3, 1, 1]  # 2,003 records in batches of 1,000
+    assert all(isinstance(c["out"], func.Out) for n in ENGAGEMENT_FUNCTIONS for c in calls[n] if "out" in c)
+    assert all(isinstance(c["timer"], func.TimerRequest) for n in ENGAGEMENT_FUNCTIONS[2:] for c in calls[n])
+    assert sum(len(c["events"]) for c in calls["engagement_enrich"]) == 2_003
+    reenriched = summary["reenriched_when_content_arrived"]
+    assert isinstance(reenriched, int)
+    assert reenriched > 0
+    assert summary["published_envelopes"] == 2_000 + reenriched
+    windows = summary["leaderboard_windows"]
+    assert isinstance(windows, dict)
+    assert sorted(windows) == list(env.settings.leaderboard_windows)
+    assert windows[60] >= 5
     assert summary["clickhouse_rows"] == 2_000
     assert summary["clickhouse_unknown_content_rows"] == 0
     assert summary["dead_letters"] == {"invalid_json": 1, "missing_field": 1, "unknown_event_type": 1}
