@@ -227,8 +227,8 @@ class DashboardData:
             missing = [t for t in tables if t not in self._tables_found]
             if missing:
                 found = warehouse.query(
-                    "SELECT name FROM system.tables WHERE database = {db:String} AND name IN {names:Array(String)}",
-                    {"db": self.settings.clickhouse_database, "names": missing},
+                    "SELECT name FROM system.tables WHERE database = {database:String} AND name IN {names:Array(String)}",
+                    {"database": self.settings.clickhouse_database, "names": missing},
                 )
                 self._tables_found.update(str(row[0]) for row in found)
                 absent = [t for t in missing if t not in self._tables_found]
@@ -332,6 +332,7 @@ class DashboardData:
         """The top ``n`` content of a precomputed window, with titles from the content store."""
         from shared.engagement.content_store import ContentStore
         from shared.engagement.leaderboard import Leaderboard, top_n_with_titles
+        from shared.engagement.redis_io import redis_errors
 
         s = self.settings
         client = self._redis_client()
@@ -346,7 +347,8 @@ class DashboardData:
         now_ms = int(self._clock() * 1000)
         current = now_ms // 60_000
         try:
-            built = client.hget(board.meta_key, str(window))
+            with redis_errors():
+                built = client.hget(board.meta_key, str(window))
             entries = top_n_with_titles(board, store, minutes=window, n=n, now_ms=now_ms)
         except StreamDuckError as exc:
             raise StoreUnavailable("redis", one_line(exc)) from exc
