@@ -1,10 +1,11 @@
 """Enrichment throughput: ``python -m bench.engagement_enrich [--events N] [--batch B] [--redis-url URL]``.
 
 Runs N simulated engagement events (Debezium flat rows, as ``func.KafkaEvent`` batches built by the library's
-trigger converter) through the enrichment function's handler with embedded chDB and Redis: decode, content
-lookup (one round trip per batch), enriched envelopes, ClickHouse insert and the leaderboard script, with the
-CPU time per batch of the handler's thread and of the whole process (which includes chDB's own threads). In the
-same run, the same events go through the earlier design's Redis path (one pipelined ZINCRBY + EXPIRE round
+trigger converter) through the enrichment function, ``engagement_enrich`` as ``function_app`` registers it and
+the worker invokes it (a ``func.Out`` collector stands in for the Kafka output binding), with embedded chDB and
+Redis: decode, content lookup (one round trip per batch), enriched envelopes, ClickHouse insert and the
+leaderboard script, with the CPU time per batch of the handler's thread and of the whole process (which includes
+chDB's own threads). In the same run, the same events go through the earlier design's Redis path (one pipelined ZINCRBY + EXPIRE round
 trip per event) for comparison. Prints JSON.
 
 Redis: ``--redis-url`` or ``STREAMDUCK_TEST_REDIS_URL`` (``bash scripts/services.sh start``); chDB lives in a
@@ -24,8 +25,8 @@ from typing import Any
 
 import redis
 
-from shared.engagement.demo import content_rows
-from shared.engagement.functions import Pipeline
+from shared.engagement.demo import Collect, content_rows, registered
+from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
 from shared.settings import load_settings
 
@@ -123,16 +124,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             keys=[c["id"] for c in contents],
             timestamps=[stamp] * len(contents),
         )
-        pipeline.content(content_batch)
-        pipeline.enrich(batches[0])  # warm-up: schema, script load, first part
-        started = time.perf_counter()
-        cpu_started, handler_started = time.process_time(), time.thread_time()
-        published = 0
-        for batch in batches[1:]:
-            published += len(pipeline.enrich(batch).envelopes)
-        elapsed = time.perf_counter() - started
-        process_cpu = time.process_time() - cpu_started
-        handler_cpu = time.thread_time() - handler_started
+        enrich = registered(ENRICH_FUNCTION)
+        out = Collect()
+        with use_pipeline(pipeline):
+            registered(CONTENT_FUNCTION)(events=content_batch, out=Collect())
+            enrich(events=batches[0], out=Collect())  # warm-up: schema, script load, first part
+            started = time.perf_counter()
+            cpu_started, handler_started = time.process_time(), time.thread_time()
+            for batch in batches[1:]:
+                enrich(events=batch, out=out)
+            elapsed = time.perf_counter() - started
+            process_cpu = time.process_time() - cpu_started
+            handler_cpu = time.thread_time() - handler_started
+        published = len(out.items)
         measured = sum(len(b) for b in batches[1:])
         rows = pipeline.warehouse.query("SELECT count() FROM {db}.engagement_enriched FINAL")[0][0]
 
@@ -155,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "handler_thread_cpu_ms_per_batch": round(handler_cpu * per_batch, 2),
         "process_cpu_ms_per_batch": round(process_cpu * per_batch, 2),
         "includes": [
+            "registered engagement_enrich function",
             "decode",
             "content lookup",
             "enriched envelopes",
