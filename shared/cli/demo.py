@@ -2,9 +2,9 @@
 
 Runs simulated traffic through every function of both pipelines (the entry points
 ``shared.eventhubs.demo.run_demo`` and ``shared.engagement.demo.run_demo``) into local DuckDB files, chDB
-and Redis. Redis: ``REDIS_URL`` when it is set (it must answer); otherwise the local Redis (``--local-redis``,
-default ``redis://127.0.0.1:6379/0``) when it answers; otherwise a temporary ``redis-server`` that the demo
-starts and stops itself.
+and Redis. Redis: ``REDIS_URL`` when it is set (it must answer); otherwise a Redis named with
+``--local-redis`` when it answers; otherwise a temporary ``redis-server`` that the demo starts and stops
+itself. A Redis that merely happens to run on the default port is never written to unless it is named.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from shared.cli.environment import export, settings_from
 from shared.cli.output import EXIT_FAILED, EXIT_UNAVAILABLE, err, fail, out
 from shared.devhost.functions import quiet_indexing
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 PIPELINES = (("eventhubs", "shared.eventhubs.demo"), ("engagement", "shared.engagement.demo"))
 
 
@@ -48,14 +47,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def temporary_redis(local_url: str = DEFAULT_REDIS_URL) -> Iterator[str]:
+def temporary_redis(local_url: str | None = None) -> Iterator[str]:
     """Start ``redis-server`` on a free loopback port (no persistence); stop it on exit."""
     binary = shutil.which("redis-server")
     if binary is None:
+        tried = f", none answers at {local_url} (--local-redis)" if local_url else ""
         fail(
-            "Redis is needed: none is configured (REDIS_URL), none answers at "
-            f"{local_url}, and redis-server is not installed to start one. Install it "
-            "(apt-get install redis-server, or bash scripts/services.sh install redis) or set REDIS_URL.",
+            f"Redis is needed: none is configured (REDIS_URL){tried}, and redis-server is not installed to "
+            "start one. Install it (apt-get install redis-server, or bash scripts/services.sh install redis), "
+            "set REDIS_URL, or name a running Redis with --local-redis.",
             EXIT_UNAVAILABLE,
         )
     with tempfile.TemporaryDirectory(prefix="streamduck-redis-") as folder:
@@ -101,11 +101,11 @@ def temporary_redis(local_url: str = DEFAULT_REDIS_URL) -> Iterator[str]:
 
 
 @contextmanager
-def redis_for_demo(environ: dict[str, str], local_url: str = DEFAULT_REDIS_URL) -> Iterator[tuple[str, str]]:
+def redis_for_demo(environ: dict[str, str], local_url: str | None = None) -> Iterator[tuple[str, str]]:
     """Yield (url, how) and leave ``environ['REDIS_URL']`` pointing at a Redis that answers.
 
-    In order: ``REDIS_URL`` (must answer), else ``local_url`` when it answers, else a temporary
-    ``redis-server`` found on PATH.
+    In order: ``REDIS_URL`` (must answer), else ``local_url`` (``--local-redis``) when it answers, else a
+    temporary ``redis-server`` found on PATH.
     """
     configured = environ.get("REDIS_URL")
     if configured:
@@ -117,9 +117,9 @@ def redis_for_demo(environ: dict[str, str], local_url: str = DEFAULT_REDIS_URL) 
             )
         yield configured, "configured (REDIS_URL)"
         return
-    if _pings(local_url, 0.5):
+    if local_url and _pings(local_url, 0.5):
         environ["REDIS_URL"] = local_url
-        yield local_url, "local default"
+        yield local_url, "local (--local-redis)"
         return
     with temporary_redis(local_url) as url:
         environ["REDIS_URL"] = url
@@ -132,7 +132,7 @@ def run_demo(
     events: int,
     seed: int,
     progress: bool,
-    local_redis: str = DEFAULT_REDIS_URL,
+    local_redis: str | None = None,
 ) -> dict[str, Any]:
     env = dict(environ)
     summary: dict[str, Any] = {"events_per_pipeline": events, "seed": seed, "pipelines": {}}
@@ -176,6 +176,13 @@ def _dead(counts: Any) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in counts.items())
 
 
+def _compaction(last: Any) -> str:
+    if not isinstance(last, Mapping):
+        return "-"
+    done = "checkpointed" if last.get("checkpointed") else "not checkpointed"
+    return f"{last.get('rows_after')} rows kept, {done}"
+
+
 def render(summary: Mapping[str, Any]) -> None:
     """Headline tables; ``--json`` has every detail."""
     pipelines = summary.get("pipelines", {})
@@ -188,6 +195,7 @@ def render(summary: Mapping[str, Any]) -> None:
         "rows",
         "dead letters",
         "watermarks (partition: sequence)",
+        "compacted",
         "ok",
     ):
         table.add_column(column, overflow="fold")
@@ -200,10 +208,11 @@ def render(summary: Mapping[str, Any]) -> None:
             f"{m.get('rows', '-')}",
             _dead(m.get("dead_letters")),
             marks or "-",
+            _compaction(m.get("last_compaction")),
             "yes" if m.get("accounted_for") else "NO",
         )
     if eh.get("error"):
-        table.add_row("[red]not run[/]", str(eh["error"]), "", "", "", "", "")
+        table.add_row("[red]not run[/]", str(eh["error"]), "", "", "", "", "", "")
     out.print(table)
 
     eng = pipelines.get("engagement", {})

@@ -405,16 +405,19 @@ def demo(
     events: Annotated[int, typer.Option(min=1, help="Simulated events per pipeline.")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 42,
     local_redis: Annotated[
-        str,
-        typer.Option(help="Redis used when REDIS_URL is unset and this one answers (else a temporary one)."),
-    ] = "redis://127.0.0.1:6379/0",
+        str | None,
+        typer.Option(
+            help="A running Redis to use when REDIS_URL is unset and it answers, e.g. redis://127.0.0.1:6379/0 "
+            "(default: a temporary redis-server for the run)."
+        ),
+    ] = None,
     env_file: EnvFile = None,
     as_json: JsonOut = False,
 ) -> None:
     """The main job on embedded defaults: simulated traffic through every function, then a summary.
 
-    Uses local DuckDB files, embedded ClickHouse (chDB) and Redis: `REDIS_URL` when set, else the local
-    Redis (`--local-redis`) when it answers, else a temporary `redis-server` started for the run. Says what
+    Uses local DuckDB files, embedded ClickHouse (chDB) and Redis: `REDIS_URL` when set, else the Redis
+    named by `--local-redis` when it answers, else a temporary `redis-server` started for the run. Says what
     is missing when something cannot be started.
 
     Examples:

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import azure.functions as func
+
 from shared.appindex import user_function
 from shared.duck import tables
 from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
@@ -188,4 +190,27 @@ def run_demo(settings: Settings, *, events: int = 20_000, seed: int = 7) -> dict
         landed = _landed(fn_app, m, events, first_seq)
         landed |= {"deliveries": deliveries, "seconds": round(seconds, 3)}
         results.append(landed)
+    if fn_app.settings.mappings:  # the compaction timer, once, as the host would fire it
+        user_function(fn_app.app, "compact_motherduck")(func.TimerRequest(past_due=False))
+        for m, landed in zip(fn_app.settings.mappings, results, strict=True):
+            landed["last_compaction"] = _last_compaction(fn_app, m)
     return {"mappings": results}
+
+
+def _last_compaction(fn_app: ModuleType, m: EventHubMapping) -> dict[str, Any] | None:
+    from shared.eventhubs import default_ingestor
+
+    connections = default_ingestor(fn_app.settings).connections
+    cur = connections.cursor(m.database, m.token)
+    try:
+        rows = cur.execute(
+            f"SELECT rows_before, rows_after, rows_expired, checkpointed FROM {tables.control(m, tables.MAINTENANCE)} "
+            "WHERE target_table = ? ORDER BY finished_at DESC LIMIT 1",
+            [m.table],
+        ).fetchall()
+    finally:
+        cur.close()
+    if not rows:
+        return None
+    before, after, expired, checkpointed = rows[0]
+    return {"rows_before": before, "rows_after": after, "rows_expired": expired, "checkpointed": checkpointed}
