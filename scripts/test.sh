@@ -28,6 +28,15 @@ trap 'exit 143' TERM
 
 echo "[test] installing local services" >&2
 bash scripts/services.sh install
+if ! command -v docker-compose >/dev/null 2>&1; then
+    # tests/infra validates docker-compose.yml with `docker-compose config` (no Docker engine needed).
+    echo "[test] apt-get install docker-compose" >&2
+    root=()
+    [[ "$(id -u)" == 0 ]] || root=(sudo)
+    "${root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose \
+        || { "${root[@]}" apt-get update -qq && "${root[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends docker-compose; }
+fi
 echo "[test] starting local services" >&2
 bash scripts/services.sh start
 # shellcheck source=/dev/null
