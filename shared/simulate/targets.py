@@ -4,12 +4,16 @@ rows or messages are durable (a Postgres commit, Kafka acks, an Event Hubs batch
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import ConfigError, TransientError
+from shared.errors import ConfigError, TerminalError, TransientError
 from shared.settings import Settings
 from shared.simulate.model import Content, Engagement, debezium_content, debezium_engagement
+
+if TYPE_CHECKING:
+    from azure.eventhub import EventHubProducerClient
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS content (
@@ -96,6 +100,39 @@ class PostgresTarget:
         self.conn.close()
 
 
+def create_topics(admin: Any, topics: Sequence[str], *, partitions: int, timeout: float = 30) -> None:
+    """Create ``topics`` with ``admin`` (a confluent-kafka ``AdminClient``); a topic that exists already is fine.
+
+    "Exists" is the broker's ``TOPIC_ALREADY_EXISTS`` error code (another simulator or the broker's
+    auto-creation got there first). Any other refusal raises: :class:`TransientError` when the broker calls it
+    retriable, else :class:`TerminalError` (an invalid name, a policy violation, too few brokers...).
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.cimpl import NewTopic
+
+    if not topics:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in topics]
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError):
+                raise TerminalError(f"cannot create topic {topic}: {exc}") from exc
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if error.retriable():
+                raise TransientError(f"cannot create topic {topic}: {error.str()}", store="kafka") from exc
+            raise TerminalError(f"cannot create topic {topic}: {error.str()}") from exc
+        except TimeoutError as exc:
+            raise TransientError(
+                f"cannot create topic {topic}: no answer in {timeout:g}s", store="kafka"
+            ) from exc
+
+
 class KafkaTarget:
     """Debezium-flattened messages straight to ``TOPIC_CONTENT`` / ``TOPIC_ENGAGE``.
 
@@ -105,9 +142,8 @@ class KafkaTarget:
     name = "kafka"
 
     def __init__(self, settings: Settings, *, partitions: int = 3) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
         from confluent_kafka.admin import AdminClient
-        from confluent_kafka.cimpl import NewTopic
 
         from shared.devhost.kafka import client_config
 
@@ -117,21 +153,11 @@ class KafkaTarget:
         admin = AdminClient(conf)
         try:
             existing = admin.list_topics(timeout=10).topics
-        except Exception as exc:
+        except KafkaException as exc:
             raise ConfigError({"KAFKA_BROKERS": f"cannot reach {settings.kafka_brokers}: {exc}"}) from exc
         # The enriched output topic too: the pipeline's output binding needs it before the first batch.
         wanted = (self.topic_content, self.topic_engage, settings.topic_out)
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            futures = admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing]
-            )
-            for topic, future in futures.items():
-                try:
-                    future.result(timeout=30)
-                except Exception as exc:
-                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                        raise TransientError(f"cannot create topic {topic}: {exc}", store="kafka") from exc
+        create_topics(admin, [t for t in wanted if t not in existing], partitions=partitions)
         # murmur2 keyed partitioning: the same partition a Java producer (Debezium) picks for a key.
         self.producer = Producer(
             {**conf, "enable.idempotence": True, "linger.ms": 5, "partitioner": "murmur2_random"}
@@ -168,14 +194,22 @@ class KafkaTarget:
 
 
 class EventHubsTarget:
-    """JSON engagement events to one Event Hub (partition key: content id)."""
+    """JSON engagement events to one Event Hub: one batch per content id (the partition key), split by size.
+
+    Each event's body is :meth:`Engagement.row` as JSON, with properties ``event_type`` and ``source``.
+    SDK errors become one-line StreamDuck errors (:func:`eventhub_errors`).
+    """
 
     name = "eventhubs"
+    SOURCE = "streamduck-simulate"
 
-    def __init__(self, settings: Settings, hub: str) -> None:
+    def __init__(self, settings: Settings, hub: str, *, client: EventHubProducerClient | None = None) -> None:
         from azure.eventhub import EventHubProducerClient
 
-        if settings.eventhub_connection_string is not None:
+        self.hub = hub
+        if client is not None:
+            self.client = client
+        elif settings.eventhub_connection_string is not None:
             self.client = EventHubProducerClient.from_connection_string(
                 settings.eventhub_connection_string.get_secret_value(), eventhub_name=hub
             )
@@ -190,7 +224,6 @@ class EventHubsTarget:
                     "to simulate to Event Hubs"
                 }
             )
-        self.hub = hub
 
     def existing_content(self) -> list[str]:
         return []
@@ -204,18 +237,56 @@ class EventHubsTarget:
         by_key: dict[str, list[Engagement]] = {}
         for e in items:
             by_key.setdefault(e.content_id, []).append(e)
-        for key, group in by_key.items():
-            batch = self.client.create_batch(partition_key=key)
-            for e in group:
-                data = EventData(json.dumps(e.row()))
-                data.properties = {"event_type": e.event_type, "source": "streamduck-simulate"}
-                try:
-                    batch.add(data)
-                except ValueError:
-                    self.client.send_batch(batch)
-                    batch = self.client.create_batch(partition_key=key)
-                    batch.add(data)
-            self.client.send_batch(batch)
+        with eventhub_errors(self.hub):
+            for key, group in by_key.items():
+                batch = self.client.create_batch(partition_key=key)
+                for e in group:
+                    data = EventData(json.dumps(e.row()))
+                    data.properties = {"event_type": e.event_type, "source": self.SOURCE}
+                    try:
+                        batch.add(data)
+                    except ValueError:  # the batch is full: send it, start the next one with this event
+                        if len(batch) == 0:
+                            raise TerminalError(
+                                f"event {e.id} does not fit in an empty batch of Event Hub {self.hub} "
+                                f"({batch.max_size_in_bytes} bytes)"
+                            ) from None
+                        self.client.send_batch(batch)
+                        batch = self.client.create_batch(partition_key=key)
+                        batch.add(data)
+                self.client.send_batch(batch)
 
     def close(self) -> None:
-        self.client.close()
+        with eventhub_errors(self.hub):
+            self.client.close()
+
+
+@contextmanager
+def eventhub_errors(hub: str) -> Iterator[None]:
+    """azure-eventhub and credential errors as one-line StreamDuck errors (the SDK's messages span lines)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.eventhub.exceptions import (
+        AuthenticationError,
+        ConnectError,
+        ConnectionLostError,
+        EventHubError,
+        OperationTimeoutError,
+    )
+
+    try:
+        yield
+    except (AuthenticationError, ClientAuthenticationError) as exc:
+        raise ConfigError(
+            {"EVENTHUB_CONNECTION_STRING": f"Event Hub {hub} refused the credentials: {_first_line(exc)}"}
+        ) from exc
+    except (ConnectError, ConnectionLostError, OperationTimeoutError) as exc:
+        raise TransientError(
+            f"cannot send to Event Hub {hub}: {type(exc).__name__}: {_first_line(exc)}", store="eventhubs"
+        ) from exc
+    except EventHubError as exc:
+        raise TerminalError(f"Event Hub {hub}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
