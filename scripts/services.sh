@@ -347,23 +347,28 @@ import os
 import sys
 import time
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 brokers, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 admin = AdminClient({"bootstrap.servers": brokers, "socket.connection.setup.timeout.ms": 1000, "log_level": 0})
 deadline = time.monotonic() + timeout
+last_error = "no attempt finished"
 while time.monotonic() < deadline:
     try:
         os.kill(pid, 0)
     except OSError:
-        sys.exit("the broker process exited")
+        sys.exit(f"the broker process exited (last error: {last_error})")
     try:
-        if admin.list_topics(timeout=1).brokers:
+        metadata = admin.list_topics(timeout=1)
+    except KafkaException as exc:  # not up yet: retry until the deadline; the timeout message names it
+        last_error = f"{type(exc).__name__}: {exc}"
+    else:
+        if metadata.brokers:
             sys.exit(0)
-    except Exception:  # not up yet: retry until the deadline
-        pass
+        last_error = "metadata without any broker"
     time.sleep(0.1)
-sys.exit(f"no metadata from {brokers} after {timeout:.0f}s")
+sys.exit(f"no metadata from {brokers} after {timeout:.0f}s (last error: {last_error})")
 EOF
 }
 
@@ -726,4 +731,7 @@ main() {
     esac
 }
 
-main "$@"
+# Run when executed; when sourced (tests), only define the functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
