@@ -25,37 +25,10 @@ from typing import Any
 
 import redis
 
-from shared.engagement.demo import Collect, content_rows, registered
+from shared.engagement.demo import Collect, content_rows, engagement_rows, registered
 from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
 from shared.settings import load_settings
-
-
-def _events(rng: random.Random, content_ids: list[str], n: int, now_ms: int) -> list[bytes]:
-    types = ("play", "pause", "click", "finish")
-    out = []
-    for i in range(n):
-        event_type = rng.choices(types, (0.6, 0.2, 0.15, 0.05))[0]
-        ts = now_ms - rng.randint(0, 120_000)
-        out.append(
-            json.dumps(
-                {
-                    "id": i + 1,
-                    "content_id": rng.choice(content_ids),
-                    "user_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "event_type": event_type,
-                    "event_ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts // 1000))
-                    + f".{ts % 1000:03d}Z",
-                    "duration_ms": None if event_type == "click" else rng.randint(500, 300_000),
-                    "device": rng.choice(("ios", "android", "web-chrome", "roku")),
-                    "raw_payload": {"app_version": "1.0.0", "ab_bucket": "A"},
-                    "__op": "c",
-                    "__table": "engagement_events",
-                    "__source_ts_ms": ts,
-                }
-            ).encode()
-        )
-    return out
 
 
 def _earlier_design(client: redis.Redis, prefix: str, values: list[bytes]) -> float:
@@ -87,7 +60,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run = uuid.uuid4().hex[:10]
     now_ms = int(time.time() * 1000)
     contents = content_rows(rng, 500, now_ms - 3_600_000)
-    values = _events(rng, [c["id"] for c in contents], args.events, now_ms)
+    rows = engagement_rows(
+        rng, [c["id"] for c in contents], args.events, first_id=1, now_ms=now_ms, spread_ms=120_000
+    )
+    values = [json.dumps(r).encode() for r in rows]
     topic = f"engagement_events.flat.bench{run}"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms // 1000))
     batches = []

@@ -88,14 +88,22 @@ def content_rows(rng: random.Random, count: int, source_ts_ms: int) -> list[dict
 
 
 def engagement_rows(
-    rng: random.Random, content_ids: list[str], count: int, *, first_id: int, now_ms: int
+    rng: random.Random,
+    content_ids: list[str],
+    count: int,
+    *,
+    first_id: int,
+    now_ms: int,
+    spread_ms: int = 55 * 60_000,
 ) -> list[dict[str, Any]]:
+    """``count`` flat ``engagement_events`` rows (ids from ``first_id``), event times within ``spread_ms``
+    before ``now_ms``."""
     kinds = [k for k, _ in _EVENT_MIX]
     weights = [w for _, w in _EVENT_MIX]
     rows = []
     for i in range(count):
         event_type = rng.choices(kinds, weights)[0]
-        ts_ms = now_ms - rng.randint(0, 55 * 60_000)
+        ts_ms = now_ms - rng.randint(0, spread_ms)
         rows.append(
             {
                 "id": first_id + i,

@@ -14,25 +14,13 @@ from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from shared.appindex import indexed_functions
+from shared.engagement.demo import Collect
 from shared.engagement.functions import Pipeline, use_pipeline
 from shared.engagement.kafka_io import batch_from_messages, produce_envelopes, trigger_batch
 from shared.settings import Settings
 
 # 2026-03-01 23:58:00 UTC: close to a minute, hour, day and month boundary.
 T0_MS = 1_772_409_480_000
-
-
-class Collect:
-    """``func.Out[list[str]]`` as the host provides it."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def set(self, val: list[str]) -> None:
-        self.items.extend(val)
-
-    def get(self) -> list[str]:
-        return self.items
 
 
 @dataclass

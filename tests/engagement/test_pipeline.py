@@ -23,13 +23,13 @@ import pytest
 import redis
 
 from shared.engagement.clickhouse import Warehouse
+from shared.engagement.demo import Collect
 from shared.engagement.functions import Pipeline, use_pipeline
 from shared.engagement.leaderboard import Leaderboard
 from shared.errors import TransientError
 
 from .support import (
     T0_MS,
-    Collect,
     Env,
     app_function,
     app_functions,
