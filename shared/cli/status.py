@@ -249,20 +249,12 @@ def leaderboard(settings: Settings, *, top: int, window: int) -> dict[str, Any]:
     """Top-N content of the last ``window`` minutes, with titles (the engagement pipeline's Redis keys)."""
     result: dict[str, Any] = {"window_minutes": window, "entries": [], "error": None}
     try:
-        from shared.engagement.content_store import ContentStore
-        from shared.engagement.leaderboard import Leaderboard, top_n_with_titles
+        from shared.engagement.leaderboard import redis_stores, top_n_with_titles
         from shared.engagement.redis_io import redis_client
 
         client = redis_client(settings.redis_url.get_secret_value())
         try:
-            board = Leaderboard(
-                client,
-                prefix=settings.redis_key_prefix,
-                consumer_group=settings.kafka_consumer_group,
-                bucket_ttl_seconds=settings.leaderboard_bucket_ttl_seconds,
-                windows=settings.leaderboard_windows,
-            )
-            store = ContentStore(client, prefix=settings.redis_key_prefix, cache_ttl_seconds=0)
+            board, store = redis_stores(settings, client)
             entries = top_n_with_titles(board, store, minutes=window, n=top)
         finally:
             client.close()

@@ -330,20 +330,11 @@ class DashboardData:
 
     def top(self, n: int, window: int) -> dict[str, Any]:
         """The top ``n`` content of a precomputed window, with titles from the content store."""
-        from shared.engagement.content_store import ContentStore
-        from shared.engagement.leaderboard import Leaderboard, top_n_with_titles
+        from shared.engagement.leaderboard import redis_stores, top_n_with_titles
         from shared.engagement.redis_io import redis_errors
 
-        s = self.settings
         client = self._redis_client()
-        board = Leaderboard(
-            client,
-            prefix=s.redis_key_prefix,
-            consumer_group=s.kafka_consumer_group,
-            bucket_ttl_seconds=s.leaderboard_bucket_ttl_seconds,
-            windows=s.leaderboard_windows,
-        )
-        store = ContentStore(client, prefix=s.redis_key_prefix, cache_ttl_seconds=0)
+        board, store = redis_stores(self.settings, client)
         now_ms = int(self._clock() * 1000)
         current = now_ms // 60_000
         try:

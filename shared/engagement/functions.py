@@ -37,9 +37,8 @@ from shared.engagement.cdc import (
     records_from_events,
 )
 from shared.engagement.clickhouse import UnknownEvent, Warehouse
-from shared.engagement.content_store import ContentStore
 from shared.engagement.enrich import EnrichedBatch, EnrichedRows
-from shared.engagement.leaderboard import Leaderboard, LeaderboardEntry, Score, top_n_with_titles
+from shared.engagement.leaderboard import LeaderboardEntry, Score, redis_stores, top_n_with_titles
 from shared.engagement.redis_io import redis_client
 from shared.errors import BadInputError
 from shared.settings import Settings
@@ -98,16 +97,7 @@ class Pipeline:
             if redis is not None
             else redis_client(settings.redis_url.get_secret_value(), entra=settings.redis_entra_auth)
         )
-        self.store = ContentStore(
-            client, prefix=settings.redis_key_prefix, cache_ttl_seconds=settings.content_cache_ttl_seconds
-        )
-        self.leaderboard = Leaderboard(
-            client,
-            prefix=settings.redis_key_prefix,
-            consumer_group=settings.kafka_consumer_group,
-            bucket_ttl_seconds=settings.leaderboard_bucket_ttl_seconds,
-            windows=settings.leaderboard_windows,
-        )
+        self.leaderboard, self.store = redis_stores(settings, client, cached=True)
         self.warehouse = warehouse if warehouse is not None else Warehouse.from_settings(settings)
         self.clock = clock
 

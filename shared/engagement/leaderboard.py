@@ -39,7 +39,7 @@ import redis
 from shared.engagement.content_store import ContentStore
 from shared.engagement.redis_io import LuaScript, load_lua, redis_errors
 from shared.errors import TerminalError, TransientError
-from shared.settings import leaderboard_max_window_minutes, leaderboard_min_bucket_ttl_seconds
+from shared.settings import Settings, leaderboard_max_window_minutes, leaderboard_min_bucket_ttl_seconds
 
 _APPLY = LuaScript(load_lua("leaderboard.lua"))
 WINDOW_KEY_TTL_SECONDS = 180
@@ -354,6 +354,30 @@ class Leaderboard:
                 pipe.zrevrange(key, 0, n - 1, withscores=True)
                 rows = pipe.execute()[2]
         return [(member.decode(), round(float(score), 2)) for member, score in rows]
+
+
+def redis_stores(
+    settings: Settings, client: redis.Redis, *, cached: bool = False
+) -> tuple[Leaderboard, ContentStore]:
+    """The leaderboard and the content store of ``settings`` on ``client``: the one place they are built.
+
+    ``cached``: the content store keeps known content in process for ``CONTENT_CACHE_TTL_SECONDS`` (the
+    pipeline's enrichment); without it every lookup reads Redis (readers such as the status and the dashboard,
+    which must show a change at once).
+    """
+    leaderboard = Leaderboard(
+        client,
+        prefix=settings.redis_key_prefix,
+        consumer_group=settings.kafka_consumer_group,
+        bucket_ttl_seconds=settings.leaderboard_bucket_ttl_seconds,
+        windows=settings.leaderboard_windows,
+    )
+    store = ContentStore(
+        client,
+        prefix=settings.redis_key_prefix,
+        cache_ttl_seconds=settings.content_cache_ttl_seconds if cached else 0,
+    )
+    return leaderboard, store
 
 
 def top_n_with_titles(
