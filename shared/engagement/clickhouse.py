@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ CONTENT_TABLE = "content"
 MINUTE_VIEW = "engagement_by_minute"
 SCHEMA_TABLE = "streamduck_schema"
 
-# Partition ids of the enriched table (``PARTITION BY toYYYYMMDD(event_ts)``): eight digits, a calendar date.
+# Partition ids of the daily partitioned tables (``PARTITION BY toYYYYMMDD(...)``): eight digits, a calendar date.
 _PARTITION_ID = re.compile(r"[0-9]{8}")
 
 _TRANSIENT_NAMES = (
@@ -150,9 +150,64 @@ def client_for(settings: Settings) -> Any:
 
 # --------------------------------------------------------------------------------------- schema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+# The dead-letter table from schema 2 on: partitioned by the day it was parked, so upkeep touches recent days only.
+_DEAD_LETTERS_BY_DAY = """CREATE TABLE IF NOT EXISTS {table} (
+    source_topic LowCardinality(String),
+    source_partition Int32,
+    source_offset Int64,
+    kafka_key Nullable(String),
+    raw_value String,
+    kind LowCardinality(String),
+    reason String,
+    function LowCardinality(String),
+    kafka_ts Nullable(DateTime64(3, 'UTC')),
+    parked_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMMDD(parked_at)
+ORDER BY (source_topic, source_partition, source_offset)
+SETTINGS non_replicated_deduplication_window = {window}"""
+_DEAD_LETTER_COLUMNS = (
+    "source_topic, source_partition, source_offset, kafka_key, raw_value, kind, reason, function, kafka_ts, "
+    "parked_at"
+)
+
+
+def _partition_dead_letters_by_day(warehouse: Warehouse) -> None:
+    """Schema 2: the dead-letter table partitioned by ``toYYYYMMDD(parked_at)``, its rows kept.
+
+    A partition key cannot be altered, so a schema 1 table is renamed to ``<table>_v1``, the new table is
+    created under the name and the rows are copied into it before ``<table>_v1`` is dropped. Every step may run
+    again, after a crash or in another process migrating at the same time: the rename happens only while the
+    table under the name is unpartitioned (a rename that loses the race is checked, not fatal), the create is
+    ``IF NOT EXISTS``, and a copy made twice only adds rows with the same key in the same partition, which
+    ``ReplacingMergeTree`` collapses (readers use ``FINAL``).
+    """
+    client = warehouse.client
+    retired_name = f"{warehouse.dead_letter_table}_v1"
+    retired = f"{warehouse._db}.{quote_ident(retired_name)}"
+    if warehouse._partition_key(warehouse.dead_letter_table) == "":
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        try:
+            client.command(f"RENAME TABLE {warehouse._dead} TO {retired}")
+        except ClickHouseError:
+            if warehouse._partition_key(retired_name) is None:
+                raise  # not a concurrent migration's doing
+    client.command(_DEAD_LETTERS_BY_DAY.format(table=warehouse._dead, window=DEDUP_WINDOW))
+    if warehouse._partition_key(retired_name) is not None:
+        client.command(
+            f"INSERT INTO {warehouse._dead} ({_DEAD_LETTER_COLUMNS}) SELECT {_DEAD_LETTER_COLUMNS} FROM {retired}"
+        )
+        client.command(f"DROP TABLE IF EXISTS {retired}")
+
+
+# A migration step is SQL (formatted with the quoted names of ``Warehouse.ensure_schema``) or a function of
+# the warehouse, for a change SQL alone cannot make idempotent.
+_Step = str | Callable[["Warehouse"], None]
+
+_MIGRATIONS: tuple[tuple[int, str, tuple[_Step, ...]], ...] = (
     (
         1,
         "enriched events, content dimension, dead letters, minute aggregate view",
@@ -225,6 +280,7 @@ _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             GROUP BY minute, content_id""",
         ),
     ),
+    (2, "dead letters partitioned by the day they were parked", (_partition_dead_letters_by_day,)),
 )
 
 
@@ -300,13 +356,35 @@ class Warehouse:
             for version, description, statements in _MIGRATIONS:
                 if version <= current:
                     continue
-                for statement in statements:
-                    self.client.command(statement.format(**names))
+                for step in statements:
+                    if isinstance(step, str):
+                        self.client.command(step.format(**names))
+                    else:
+                        step(self)
                 self.client.insert(
                     schema_table, [[version, description]], column_names=["version", "description"]
                 )
             self._schema_ready = True
         return SCHEMA_VERSION
+
+    def _partition_key(self, table: str) -> str | None:
+        """The partition key expression of ``table`` in this database ("" when unpartitioned), None if absent.
+
+        Runs without the warehouse lock (callers hold it)."""
+        rows = self.client.query(
+            "SELECT partition_key FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+            parameters={"db": self.database, "table": table},
+        ).result_rows
+        return str(rows[0][0]) if rows else None
+
+    def _active_parts(self, table: str) -> dict[str, int]:
+        """Active parts of ``table`` by partition id (``all`` when unpartitioned). Callers hold the lock."""
+        rows = self.client.query(
+            "SELECT partition_id, count() FROM system.parts "
+            "WHERE database = {db:String} AND table = {table:String} AND active GROUP BY partition_id",
+            parameters={"db": self.database, "table": table},
+        ).result_rows
+        return {str(partition): int(count) for partition, count in rows}
 
     # ----------------------------------------------------------------------------------- writes
 
@@ -428,33 +506,47 @@ class Warehouse:
     # ----------------------------------------------------------------------------------- upkeep
 
     def optimize_recent(self, *, days: int, now_ms: int) -> list[str]:
-        """``OPTIMIZE ... FINAL`` of the ``days`` most recent daily partitions and of the small tables."""
+        """Bounded upkeep: ``OPTIMIZE ... FINAL`` of recent data only; returns what was optimized.
+
+        - ``engagement_enriched``: the ``days`` most recent daily partitions (``table:YYYYMMDD``);
+        - the dead-letter table (append-only, partitioned by the day a record was parked): those of the same
+          days that hold more than one active part, i.e. a redelivery may have left a duplicate there;
+        - ``content`` (a dimension as large as the catalogue, never growing with time): the whole table, and
+          only while it holds more than one active part.
+
+        Older partitions are left to background merges; readers use ``FINAL``, so results never depend on
+        whether a merge has run. ``days = 0`` turns upkeep off.
+        """
         done: list[str] = []
+        if days <= 0:
+            return done
+        partitions = [partition_id(now_ms - back * 86_400_000) for back in range(days)]
         with self._lock, clickhouse_errors():
-            for back in range(days):
-                partition = partition_id(now_ms - back * 86_400_000)
-                self._optimize_partition(partition)
+            for partition in partitions:
+                self._optimize_partition(self._enriched, partition)
                 done.append(f"{ENRICHED_TABLE}:{partition}")
-            if days:
-                for table, name in ((self._content, CONTENT_TABLE), (self._dead, self.dead_letter_table)):
-                    self.client.command(f"OPTIMIZE TABLE {table} FINAL")
-                    done.append(name)
+            dead_parts = self._active_parts(self.dead_letter_table)
+            for partition in partitions:
+                if dead_parts.get(partition, 0) > 1:
+                    self._optimize_partition(self._dead, partition)
+                    done.append(f"{self.dead_letter_table}:{partition}")
+            if sum(self._active_parts(CONTENT_TABLE).values()) > 1:
+                self.client.command(f"OPTIMIZE TABLE {self._content} FINAL")
+                done.append(CONTENT_TABLE)
         return done
 
     def optimize_partition(self, partition: str) -> None:
         """``OPTIMIZE ... FINAL`` of one daily partition of the enriched table (id as :func:`partition_id`)."""
         with self._lock, clickhouse_errors():
-            self._optimize_partition(partition)
+            self._optimize_partition(self._enriched, partition)
 
-    def _optimize_partition(self, partition: str) -> None:
+    def _optimize_partition(self, table: str, partition: str) -> None:
         # The id is written into the statement text, so only an id the partition key can produce gets there.
-        self.client.command(
-            f"OPTIMIZE TABLE {self._enriched} PARTITION ID '{check_partition_id(partition)}' FINAL"
-        )
+        self.client.command(f"OPTIMIZE TABLE {table} PARTITION ID '{check_partition_id(partition)}' FINAL")
 
 
 def partition_id(epoch_ms: int) -> str:
-    """The enriched table's partition id of an instant: ``toYYYYMMDD`` of it in UTC."""
+    """The daily partition id of an instant: ``toYYYYMMDD`` of it in UTC."""
     return check_partition_id(time.strftime("%Y%m%d", time.gmtime(epoch_ms / 1000)))
 
 
@@ -467,7 +559,9 @@ def check_partition_id(partition: object) -> str:
             pass
         else:
             return partition
-    raise TerminalError(f"clickhouse: {partition!r} is not a partition id of {ENRICHED_TABLE} (YYYYMMDD)")
+    raise TerminalError(
+        f"clickhouse: {partition!r} is not a partition id of a daily partitioned table (YYYYMMDD)"
+    )
 
 
 def hash_text(text: str) -> int:
