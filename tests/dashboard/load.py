@@ -4,8 +4,8 @@ Run as ``python -m tests.dashboard.load OUT.json`` with the test's environment, 
 one process open a folder at a time, and the dashboard under test opens the same folder after this exits.
 
 - Event Hubs: ``shared.eventhubs.demo.run_demo`` hands generated events (bad ones and host-style replays
-  included) to the registered ``eventhub_to_motherduck_1``, then the registered ``compact_motherduck`` timer
-  runs once.
+  included) to the registered ``eventhub_to_motherduck_1``; the demo then fires the registered
+  ``compact_motherduck`` timer once.
 - Engagement: ``shared.engagement.demo.run_demo`` hands Debezium-shaped content and engagement batches to the
   registered handlers (ClickHouse rows, the content store and the leaderboard in Redis).
 
@@ -25,7 +25,6 @@ EVENTHUB_EVENTS = 400
 
 
 def main(out: Path) -> None:
-    from shared.appindex import user_function
     from shared.engagement.clickhouse import Warehouse
     from shared.engagement.demo import run_demo as engagement_demo
     from shared.eventhubs.demo import run_demo as eventhubs_demo
@@ -33,7 +32,6 @@ def main(out: Path) -> None:
 
     settings = load_settings(dict(os.environ))
     eventhubs = eventhubs_demo(settings, events=EVENTHUB_EVENTS, seed=5)
-    user_function(sys.modules["function_app"].app, "compact_motherduck")(None)
     engagement = engagement_demo(settings, events=ENGAGEMENT_EVENTS, seed=9)
     rows = Warehouse.from_settings(settings).query(
         "SELECT id, toUnixTimestamp64Milli(event_ts), toString(content_id), toString(engagement_seconds) "
