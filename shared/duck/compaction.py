@@ -75,18 +75,22 @@ def compact_all(
     return CompactionRun(done, skipped, round(time.monotonic() - started, 3))
 
 
-def _count(cur: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = fetch_one(cur, f"SELECT count(*) FROM {table}")
+def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, *params: object) -> int:
+    """The integer a count (or a DELETE, which returns its row count) answers; 0 when there is no row."""
+    row = fetch_one(cur, sql, list(params))
     return int(str(row[0])) if row else 0
+
+
+def _count(cur: duckdb.DuckDBPyConnection, table: str) -> int:
+    return _scalar(cur, f"SELECT count(*) FROM {table}")
 
 
 def _row_groups(cur: duckdb.DuckDBPyConnection, m: EventHubMapping) -> int:
-    row = fetch_one(
+    return _scalar(
         cur,
         "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info(?)",
-        [f"{m.database}.{m.schema_name}.{m.table}"],
+        f"{m.database}.{m.schema_name}.{m.table}",
     )
-    return int(str(row[0])) if row else 0
 
 
 def compact_mapping(
@@ -103,8 +107,8 @@ def compact_mapping(
         expired = letters_expired = 0
         if m.retention_days is not None:
             horizon: datetime = started - timedelta(days=m.retention_days)
-            expired = _delete(cur, f"DELETE FROM {target} WHERE enqueued_time < ?", horizon)
-            letters_expired = _delete(
+            expired = _scalar(cur, f"DELETE FROM {target} WHERE enqueued_time < ?", horizon)
+            letters_expired = _scalar(
                 cur,
                 f"DELETE FROM {tables.control(m, tables.DEAD_LETTERS)} WHERE target_table = ? AND parked_at < ?",
                 m.table,
@@ -148,8 +152,3 @@ def compact_mapping(
     )
     log.info("compacted %s: %s", m.target, report)
     return report
-
-
-def _delete(cur: duckdb.DuckDBPyConnection, sql: str, *params: object) -> int:
-    row = fetch_one(cur, sql, list(params))
-    return int(str(row[0])) if row else 0

@@ -15,12 +15,15 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import azure.functions as func
+import duckdb
 
 from shared.appindex import user_function
 from shared.duck import tables
@@ -113,32 +116,37 @@ def _deliver(
     return deliveries
 
 
-def _first_sequence(fn_app: ModuleType, m: EventHubMapping) -> dict[str, int]:
-    """Where each partition continues: after what an earlier run left (sequence numbers keep growing)."""
+@contextmanager
+def _cursor(fn_app: ModuleType, m: EventHubMapping) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor on the mapping's database, from the connections the registered functions use."""
     from shared.eventhubs import default_ingestor
 
     connections = default_ingestor(fn_app.settings).connections
     cur = connections.cursor(m.database, m.token)
     try:
         tables.ensure(cur, m, connections.location(m.database, m.token))
+        yield cur
+    finally:
+        cur.close()
+
+
+def _first_sequence(fn_app: ModuleType, m: EventHubMapping) -> dict[str, int]:
+    """Where each partition continues: after what an earlier run left (sequence numbers keep growing)."""
+    with _cursor(fn_app, m) as cur:
         marks = cur.execute(
             f"SELECT partition_id, max(sequence_number) FROM {tables.control(m, tables.WATERMARKS)} "
             "WHERE target_table = ? GROUP BY partition_id",
             [m.table],
         ).fetchall()
-    finally:
-        cur.close()
     return {str(p): int(s) + 1 for p, s in marks}
 
 
 def _landed(fn_app: ModuleType, m: EventHubMapping, events: int, first_seq: dict[str, int]) -> dict[str, Any]:
     from shared.eventhubs import default_ingestor
 
-    ingestor = default_ingestor(fn_app.settings)
-    cur = ingestor.connections.cursor(m.database, m.token)
     this_run = "(SELECT unnest(?::VARCHAR[]) AS p, unnest(?::BIGINT[]) AS s) AS run"
     bounds = [list(PARTITIONS), [first_seq.get(p, 0) for p in PARTITIONS]]
-    try:
+    with _cursor(fn_app, m) as cur:
         target = tables.target(m)
         count, distinct = cur.execute(
             f"SELECT count(*), count(DISTINCT (partition_id, sequence_number)) FROM {target} t "
@@ -156,12 +164,10 @@ def _landed(fn_app: ModuleType, m: EventHubMapping, events: int, first_seq: dict
             "WHERE target_table = ? ORDER BY partition_id",
             [m.table],
         ).fetchall()
-    finally:
-        cur.close()
     dead = {str(kind): int(n) for kind, n in letters}
     return {
         "target": m.target,
-        "location": ingestor.connections.location(m.database, m.token),
+        "location": default_ingestor(fn_app.settings).connections.location(m.database, m.token),
         "events_generated": events,
         "rows": int(count),
         "distinct_rows": int(distinct),
@@ -198,18 +204,12 @@ def run_demo(settings: Settings, *, events: int = 20_000, seed: int = 7) -> dict
 
 
 def _last_compaction(fn_app: ModuleType, m: EventHubMapping) -> dict[str, Any] | None:
-    from shared.eventhubs import default_ingestor
-
-    connections = default_ingestor(fn_app.settings).connections
-    cur = connections.cursor(m.database, m.token)
-    try:
+    with _cursor(fn_app, m) as cur:
         rows = cur.execute(
             f"SELECT rows_before, rows_after, rows_expired, checkpointed FROM {tables.control(m, tables.MAINTENANCE)} "
             "WHERE target_table = ? ORDER BY finished_at DESC LIMIT 1",
             [m.table],
         ).fetchall()
-    finally:
-        cur.close()
     if not rows:
         return None
     before, after, expired, checkpointed = rows[0]
