@@ -55,8 +55,46 @@ class BatchResult:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """A partition's watermark row: the last applied sequence number, its enqueued time and the epoch."""
+
+    sequence_number: int
+    enqueued_us: int | None
+    epoch: int
+
+
+_NO_MARK = _Mark(-1, None, 0)
+
+
+class _StaleMark(Exception):
+    """The remembered watermark no longer matches the table (another instance moved it): redo the batch
+    after reading the row."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a batch does against a given watermark, computed before any statement runs."""
+
+    rows: pa.Table
+    parked: list[BadEvent]
+    skipped: int
+    mark: _Mark  # the watermark after the batch
+    advances: bool  # the watermark row changes
+    reset: bool
+    top_index: int  # row of the batch that becomes the watermark (when it advances)
+
+
 class MotherDuckSink:
-    """Writes decoded batches of one or more mappings. Safe to share between threads."""
+    """Writes decoded batches of one or more mappings. Safe to share between threads.
+
+    The sink remembers the watermark it last committed for each partition. The next batch of that partition
+    then skips the read and moves the row with a compare-and-set ``UPDATE ... WHERE sequence_number = <the
+    remembered one> AND epoch = <...>`` as its first statement. When another instance moved the row in the
+    meantime, the update matches nothing, the transaction is rolled back before anything was written, and
+    the batch is redone from the row as read. A concurrent, uncommitted move makes the update conflict and
+    raise (transient), exactly as a read-then-update would.
+    """
 
     def __init__(
         self,
@@ -69,12 +107,16 @@ class MotherDuckSink:
         self._clock = clock
         # Seam for fault injection (tests, drills): called inside the transaction, just before COMMIT.
         self._before_commit = before_commit
+        self._marks: dict[tuple[str, ...], _Mark] = {}
 
     def write_batch(self, mapping: EventHubMapping, batch: DecodedBatch) -> BatchResult:
         # One cursor per call: Arrow tables registered on it (streamduck_*) go away when it is closed.
         token = mapping.token
         cur = self._connections.cursor(mapping.database, token)
         location = self._connections.location(mapping.database, token)
+        p = batch.partition
+        key = (p.namespace, p.event_hub, p.consumer_group, p.partition_id, mapping.table)
+        mark_key = (location, mapping.schema_name, *key)
         # Optimistic: the JSON column's cast validates the bodies during the insert. Only when it rejects
         # one does the batch pay for a separate validation pass, and the transaction is redone without it.
         bad: list[BadEvent] | None = None if mapping.body_format is BodyFormat.JSON else list(batch.bad)
@@ -82,14 +124,21 @@ class MotherDuckSink:
             tables.ensure(cur, mapping, location)
             while True:
                 try:
-                    result = self._transaction(cur, mapping, batch, bad)
+                    result, mark = self._transaction(cur, mapping, batch, key, self._marks.get(mark_key), bad)
                     break
+                except _StaleMark:
+                    self._marks.pop(mark_key, None)
                 except duckdb.ConversionException:
                     if bad is not None:
                         raise
                     bad = self._bad_events(cur, mapping, batch)
+            self._marks[mark_key] = mark
         except duckdb.Error as exc:
+            self._marks.pop(mark_key, None)
             raise self._connections.handle_error(exc, mapping.database, token) from exc
+        except BaseException:
+            self._marks.pop(mark_key, None)
+            raise
         finally:
             cur.close()
         if result.reset:
@@ -106,103 +155,162 @@ class MotherDuckSink:
         cur: duckdb.DuckDBPyConnection,
         m: EventHubMapping,
         batch: DecodedBatch,
+        key: tuple[str, ...],
+        remembered: _Mark | None,
         bad: list[BadEvent] | None,
-    ) -> BatchResult:
-        cur.execute("BEGIN TRANSACTION")
+    ) -> tuple[BatchResult, _Mark]:
+        bad = list(batch.bad) if bad is None else bad
+        wm_table = tables.control(m, tables.WATERMARKS)
+        plan = None if remembered is None else self._plan(batch, remembered, exists=True, bad=bad)
+        if plan is not None and not plan.rows.num_rows and not plan.parked:
+            plan = None  # nothing new against the remembered row: a replay, which reads the row to be sure
+        if plan is None:
+            cur.execute("BEGIN TRANSACTION")
         try:
-            result = self._apply(cur, m, batch, list(batch.bad) if bad is None else bad)
+            if plan is None:
+                row = fetch_one(
+                    cur,
+                    f"SELECT sequence_number, epoch_us(enqueued_time), epoch FROM {wm_table} "
+                    "WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? "
+                    "AND target_table = ?",
+                    list(key),
+                )
+                exists = row is not None
+                mark = _NO_MARK if row is None else _Mark(_int(row[0]), _opt_int(row[1]), _int(row[2]))
+                plan = self._plan(batch, mark, exists=exists, bad=bad)
+                if plan.advances:
+                    self._move_mark(cur, wm_table, key, batch, plan, insert=not exists)
+            else:
+                # BEGIN and the compare-and-set in one call (parameters bind to the last statement).
+                (changed,) = self._move_mark(cur, wm_table, key, batch, plan, expect=remembered, begin=True)
+                if changed != 1:
+                    raise _StaleMark
+            self._write(cur, m, batch, plan)
             if self._before_commit is not None:
                 self._before_commit(cur)
             cur.execute("COMMIT")
         except BaseException:
             _rollback(cur)
             raise
-        return result
-
-    def _apply(
-        self, cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch, bad: list[BadEvent]
-    ) -> BatchResult:
         p = batch.partition
-        key = [p.namespace, p.event_hub, p.consumer_group, p.partition_id, m.table]
-        row = fetch_one(
-            cur,
-            f"SELECT sequence_number, epoch_us(enqueued_time), epoch FROM {tables.control(m, tables.WATERMARKS)} "
-            "WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? AND target_table = ?",
-            list(key),
+        result = BatchResult(
+            partition_id=p.partition_id,
+            received=batch.size,
+            written=plan.rows.num_rows,
+            dead_lettered=len(plan.parked),
+            skipped=plan.skipped,
+            watermark=plan.mark.sequence_number,
+            epoch=plan.mark.epoch,
+            reset=plan.reset,
         )
-        watermark, watermark_time, epoch = (
-            (-1, None, 0) if row is None else (_int(row[0]), row[1], _int(row[2]))
-        )
+        return result, plan.mark
 
+    @staticmethod
+    def _plan(batch: DecodedBatch, mark: _Mark, *, exists: bool, bad: list[BadEvent]) -> _Plan:
         t = batch.table
+        n = batch.size
+        if not n:
+            return _Plan(rows=t, parked=[], skipped=0, mark=mark, advances=False, reset=False, top_index=-1)
         seq = t.column("sequence_number")
-        reset = False
-        if row is not None and watermark_time is not None:
+        bounds = pc.min_max(seq)
+        low, top = int(bounds["min"].as_py()), int(bounds["max"].as_py())
+        watermark, epoch, reset = mark.sequence_number, mark.epoch, False
+        if low <= watermark and exists and mark.enqueued_us is not None:
             enqueued_us = t.column("enqueued_time").cast(pa.int64())
-            backwards = pc.and_(pc.less_equal(seq, watermark), pc.greater(enqueued_us, _int(watermark_time)))
+            backwards = pc.and_(pc.less_equal(seq, watermark), pc.greater(enqueued_us, mark.enqueued_us))
             if pc.any(backwards).as_py():
                 reset, epoch, watermark = True, epoch + 1, -1
 
-        fresh = pc.fill_null(pc.greater(seq, watermark), False)
-        bad_mask = pa.array([False] * batch.size) if not bad else _mask(batch.size, bad)
-        good = pc.and_(fresh, pc.invert(bad_mask))
-        now = self._clock()
+        if low > watermark:  # the usual case: the whole batch is new
+            fresh: pa.ChunkedArray | None = None
+            fresh_count = n
+            parked = list(bad)
+        else:
+            fresh = pc.greater(seq, watermark)
+            fresh_count = int(pc.sum(fresh).as_py() or 0)
+            fresh_list = fresh.to_pylist()
+            parked = [b for b in bad if fresh_list[b.index]]
+        good = fresh
+        if bad:
+            keep = pc.invert(_mask(n, bad))
+            good = keep if fresh is None else pc.and_(fresh, keep)
+        advances = top > watermark or reset
+        top_index = -1
+        new_mark = mark
+        if advances:
+            top_index = n - 1 if seq[n - 1].as_py() == top else int(pc.index(seq, top).as_py())
+            top_time = t.column("enqueued_time")[top_index]
+            new_mark = _Mark(top, top_time.cast(pa.int64()).as_py() if top_time.is_valid else None, epoch)
+        return _Plan(
+            rows=t if good is None else t.filter(good),
+            parked=parked,
+            skipped=n - fresh_count,
+            mark=new_mark,
+            advances=advances,
+            reset=reset,
+            top_index=top_index,
+        )
 
-        rows = t.filter(good)
-        if rows.num_rows:
-            cur.register("streamduck_batch", rows)
+    def _move_mark(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        wm_table: str,
+        key: tuple[str, ...],
+        batch: DecodedBatch,
+        plan: _Plan,
+        *,
+        insert: bool = False,
+        expect: _Mark | None = None,
+        begin: bool = False,
+    ) -> tuple[int, ...]:
+        """Write the watermark row; returns the statement's row count."""
+        t, i = batch.table, plan.top_index
+        values = [
+            plan.mark.sequence_number,
+            t.column("event_offset")[i].as_py(),
+            t.column("enqueued_time")[i].as_py(),
+            plan.mark.epoch,
+            self._clock(),
+        ]
+        if insert:
+            # First batch of the partition. Two first deliveries racing both insert: the primary key makes
+            # the later commit fail (transient), and its retry finds the row.
+            sql = (
+                f"INSERT INTO {wm_table} (namespace, event_hub, consumer_group, partition_id, target_table, "
+                "sequence_number, event_offset, enqueued_time, epoch, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )
+            params: list[object] = [*key, *values]
+        else:
+            # Read in this transaction, or compared here: a concurrent writer of the row makes one commit fail.
+            sql = (
+                f"UPDATE {wm_table} SET sequence_number = ?, event_offset = ?, enqueued_time = ?, epoch = ?, "
+                "updated_at = ? WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? "
+                "AND target_table = ?"
+            )
+            params = [*values, *key]
+            if expect is not None:
+                sql += " AND sequence_number = ? AND epoch = ?"
+                params += [expect.sequence_number, expect.epoch]
+        if begin:
+            sql = "BEGIN TRANSACTION; " + sql
+        row = fetch_one(cur, sql, params)
+        return (0,) if row is None else tuple(_int(v) for v in row)
+
+    def _write(
+        self, cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch, plan: _Plan
+    ) -> None:
+        p = batch.partition
+        now = self._clock()
+        if plan.rows.num_rows:
+            cur.register("streamduck_batch", plan.rows)
             body = "body::JSON" if m.body_format is BodyFormat.JSON else "body"
             cur.execute(
                 f"INSERT INTO {tables.target(m)} SELECT {body}, ?, ?, ?, sequence_number, event_offset, "
                 "enqueued_time, partition_key, properties::JSON, system_properties::JSON, ? FROM streamduck_batch",
                 [p.event_hub, p.consumer_group, p.partition_id, now],
             )
-
-        fresh_list = fresh.to_pylist()
-        parked = [b for b in bad if fresh_list[b.index]]
-        if parked:
-            self._park(cur, m, batch, parked, now)
-
-        if batch.size:
-            top = int(pc.max(seq).as_py())
-            if top > watermark or reset:
-                i = int(pc.index(seq, top).as_py())
-                values = [
-                    top,
-                    t.column("event_offset")[i].as_py(),
-                    t.column("enqueued_time")[i].as_py(),
-                    epoch,
-                    now,
-                ]
-                wm_table = tables.control(m, tables.WATERMARKS)
-                if row is None:
-                    # First batch of the partition. Two first deliveries racing both insert: the primary
-                    # key makes the later commit fail (transient), and its retry finds the row.
-                    cur.execute(
-                        f"INSERT INTO {wm_table} (namespace, event_hub, consumer_group, partition_id, target_table, "
-                        "sequence_number, event_offset, enqueued_time, epoch, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [*key, *values],
-                    )
-                else:
-                    # The row was read in this transaction: a concurrent writer of it makes one commit fail.
-                    cur.execute(
-                        f"UPDATE {wm_table} SET sequence_number = ?, event_offset = ?, enqueued_time = ?, "
-                        "epoch = ?, updated_at = ? WHERE namespace = ? AND event_hub = ? AND consumer_group = ? "
-                        "AND partition_id = ? AND target_table = ?",
-                        [*values, *key],
-                    )
-                watermark = top
-        return BatchResult(
-            partition_id=p.partition_id,
-            received=batch.size,
-            written=rows.num_rows,
-            dead_lettered=len(parked),
-            skipped=batch.size - sum(fresh_list),
-            watermark=watermark,
-            epoch=epoch,
-            reset=reset,
-        )
+        if plan.parked:
+            self._park(cur, m, batch, plan.parked, now)
 
     @staticmethod
     def _bad_events(
@@ -261,6 +369,10 @@ def _int(value: object) -> int:
     if not isinstance(value, int):
         raise TypeError(f"expected an integer from the watermark table, got {value!r}")
     return value
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else _int(value)
 
 
 def _mask(n: int, bad: list[BadEvent]) -> pa.Array:
