@@ -25,14 +25,14 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shared.engagement.cdc import ContentInfo, EngagementRow, TriggerBatch, iso_ms
+from shared.engagement.cdc import ContentInfo, EngagementColumns, TriggerBatch, iso_ms
 
 PCT_MAX_CENTIS = 10_000  # 100.00 %
 
@@ -303,104 +303,117 @@ class EnrichedBatch:
 
 
 def dedup_token(scope: str, ids: Sequence[int], versions: Sequence[int]) -> str:
+    return _token(scope, len(ids), array("q", ids).tobytes(), array("Q", versions).tobytes())
+
+
+def _token(scope: str, n: int, ids: bytes, versions: bytes) -> str:
+    """The token of ``n`` rows from their ids (native int64) and versions (native uint64) as bytes."""
     digest = hashlib.blake2b(scope.encode(), digest_size=20)
-    digest.update(array("q", ids).tobytes())
-    digest.update(array("Q", versions).tobytes())
-    return f"{scope}:{len(ids)}:{digest.hexdigest()}"
+    digest.update(ids)
+    digest.update(versions)
+    return f"{scope}:{n}:{digest.hexdigest()}"
 
 
 class EnrichedRows:
     """The hot path's enriched rows of one trigger batch (see :func:`~shared.engagement.cdc.decode_engagements`).
 
-    The ClickHouse table is computed column by column in Arrow (content joined by position with ``take``,
-    seconds, percent and their decimal text in compute kernels), so the insert can start before the
-    envelopes exist; :meth:`write_envelopes` then writes them, with the value already escaped as the JSON
-    string it is inside the envelope (the template's quotes are written escaped, every free-text field is
-    encoded then escaped, once per distinct content and device). Equal, value for value and byte for byte,
-    to :class:`EnrichedBatch` built with :meth:`EnrichedBatch.add` (tested).
+    Everything is computed column by column in Arrow and numpy, with no per-row Python: content is joined by
+    content id (``index_in`` then ``take``), seconds and percent in integer arithmetic, the version from the
+    joined content version. The ClickHouse table is ready first, so the insert can start before the
+    envelopes exist; :meth:`write_envelopes` then concatenates each envelope from column pieces, with the
+    value already escaped as the JSON string it is inside the envelope (the template's quotes are written
+    escaped, every free-text field is encoded then escaped, once per distinct content and device). Equal,
+    value for value and byte for byte, to :class:`EnrichedBatch` built with :meth:`EnrichedBatch.add`
+    (tested).
     """
 
     __slots__ = (
-        "_bodies",
-        "_pct",
-        "_rows",
-        "_secs",
+        "_arrays",
+        "_cols",
+        "_deleted",
+        "_duration",
+        "_id_values",
+        "_known",
+        "_position",
+        "_scores",
+        "_version_values",
         "envelopes",
-        "ids",
         "out_topic",
         "table",
         "unknown",
-        "versions",
     )
 
     def __init__(
         self,
-        rows: list[EngagementRow],
+        columns: EngagementColumns,
         batch: TriggerBatch,
         contents: Mapping[str, ContentInfo | None],
         out_topic: str,
     ) -> None:
         self.out_topic = out_topic
         self.envelopes: list[str] = []
-        self._rows = rows
-        known: dict[str, ContentInfo] = {}
-        for cid in dict.fromkeys(r[3] for r in rows):
-            info = contents.get(cid)
-            if info is not None:
-                known[cid] = info
-        self._bodies = {cid: _content_body(info) for cid, info in known.items()}
-        if not rows:
-            self.ids: Sequence[int] = ()
-            self.versions: list[int] = []
-            self.unknown = 0
-            self.table = pa.Table.from_arrays(
-                [pa.array([], dtype) for _, dtype in ENRICHED_COLUMNS], names=list(ENRICHED_COLUMN_NAMES)
-            )
-            self._secs: list[str | None] = []
-            self._pct: list[str | None] = []
-            return
-        index, ops, ids, cids, uids, types, ts_ms, _, durations, devices, versions_ms = zip(
-            *rows, strict=True
-        )
-        content_version = {cid: max(info.version, 0) for cid, info in known.items()}
-        version_of = content_version.get
-        self.ids = ids
-        self.versions = [
-            v << 1 if (cv := version_of(cid)) is None else ((v if v > cv else cv) << 1) | 1
-            for cid, v in zip(cids, versions_ms, strict=True)
-        ]
-        content_ids = pa.array(cids, pa.string())
+        self._cols = columns
+        known = {cid: info for cid, info in contents.items() if info is not None}
+        self._known = known
+        n = len(columns)
+        ids = np.array(columns.ids, dtype=np.int64) if n else np.empty(0, np.int64)
+        content_ids = pa.array(columns.content_ids, pa.string())
+        position = pc.index_in(content_ids, value_set=pa.array(list(known), pa.string()))
         infos = list(known.values())
-        position_of = {cid: i for i, cid in enumerate(known)}.get
-        position = pa.array([position_of(cid) for cid in cids], pa.int32())
         self.unknown = position.null_count
+        self._position = position
 
         def joined(values: list[Any], dtype: pa.DataType) -> pa.Array:
             return pc.take(pa.array(values, dtype), position)
 
+        content_version = joined([max(i.version, 0) for i in infos], pa.int64())
+        versions_ms = np.array(columns.versions_ms, dtype=np.int64) if n else np.empty(0, np.int64)
+        known_mask = pc.is_valid(position)
+        versions = (
+            np.maximum(versions_ms, content_version.fill_null(-1).to_numpy()).astype(np.uint64)
+            << np.uint64(1)
+        ) | known_mask.to_numpy(zero_copy_only=False).astype(np.uint64)
+        self._id_values = ids
+        self._version_values = versions
         length = joined([i.length_seconds for i in infos], pa.int64())
-        duration = pa.array(durations, pa.int64())
-        secs = decimal_array(pc.divide(pc.add(duration, 5), 10))
-        usable = pc.if_else(pc.greater(length, 0), length, pa.scalar(None, pa.int64()))
-        pct = pc.divide(pc.add(pc.multiply(duration, 20), usable), pc.multiply(usable, 2))
-        pct = decimal_array(pc.if_else(pc.greater(pct, PCT_MAX_CENTIS), PCT_MAX_CENTIS, pct))
-        self._secs = pc.cast(secs, pa.string()).to_pylist()
-        self._pct = pc.cast(pct, pa.string()).to_pylist()
-        if len(rows) == len(batch):
+        duration = pa.array(columns.durations, pa.int64())
+        self._duration = duration
+        has_duration = duration.is_valid().to_numpy(zero_copy_only=False)
+        millis = duration.fill_null(0).to_numpy()
+        secs_centis = pa.array((millis + 5) // 10, pa.int64(), mask=~has_duration)
+        secs = decimal_array(secs_centis)
+        lengths = length.fill_null(0).to_numpy()
+        usable = has_duration & (lengths > 0)
+        divisor = np.where(usable, lengths, 1)
+        pct_centis = np.minimum((millis * 20 + divisor) // (divisor * 2), PCT_MAX_CENTIS)
+        pct = decimal_array(pa.array(pct_centis, pa.int64(), mask=~usable))
+        ops = pa.array(columns.ops, pa.string())
+        deleted = pc.equal(ops, "d")
+        self._deleted = deleted
+        scoring = pc.and_(duration.is_valid(), pc.not_equal(ops, "u"))
+        self._scores = pa.table(
+            {
+                "minute": pa.array(np.array(columns.event_ts_ms, dtype=np.int64) // 60_000, pa.int64()),
+                "member": content_ids,
+                "centis": pc.if_else(deleted, pc.negate(secs_centis), secs_centis),
+            }
+        ).filter(scoring)
+        if n == len(batch):
             topics, partitions, offsets = batch.topics, batch.partitions, batch.offsets
         else:
+            index = columns.index
             topics = [batch.topics[i] for i in index]
             partitions = [batch.partitions[i] for i in index]
             offsets = [batch.offsets[i] for i in index]
         arrays = [
             pa.array(ids, pa.int64()),
             content_ids,
-            pa.array(uids, pa.string()),
-            pa.array(types, pa.string()),
-            pa.array(ts_ms, pa.timestamp("ms", tz="UTC")),
+            pa.array(columns.user_ids, pa.string()),
+            pa.array(columns.event_types, pa.string()),
+            pa.array(columns.event_ts_ms, pa.timestamp("ms", tz="UTC")),
             duration.cast(pa.int32()),
-            pa.array(devices, pa.string()),
-            pc.is_valid(position),
+            pa.array(columns.devices, pa.string()),
+            known_mask,
             joined([i.content_type for i in infos], pa.string()),
             length.cast(pa.int32()),
             joined([i.title for i in infos], pa.string()),
@@ -409,43 +422,107 @@ class EnrichedRows:
             pa.array(topics, pa.string()),
             pa.array(partitions, pa.int32()),
             pa.array(offsets, pa.int64()),
-            pa.array(self.versions, pa.uint64()),
-            pc.equal(pa.array(ops, pa.string()), "d").cast(pa.uint8()),
+            pa.array(versions, pa.uint64()),
+            deleted.cast(pa.uint8()),
         ]
+        self._arrays = arrays
         self.table = pa.Table.from_arrays(arrays, names=list(ENRICHED_COLUMN_NAMES))
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._cols)
+
+    @property
+    def versions(self) -> list[int]:
+        return [int(v) for v in self._version_values]
 
     def to_arrow(self) -> pa.Table:
         return self.table
 
     def dedup_token(self, scope: str) -> str:
         """The same token :meth:`EnrichedBatch.dedup_token` gives for the same rows."""
-        return dedup_token(scope, self.ids, self.versions)
+        return _token(scope, len(self), self._id_values.tobytes(), self._version_values.tobytes())
+
+    def score_totals(self) -> pa.Table:
+        """Leaderboard deltas of the batch: ``minute`` (epoch minute of ``event_ts``), ``member`` (content id)
+        and ``centis`` (engagement seconds in hundredths, negative for deletes), summed per minute and member
+        and non-zero; rows without a duration and updates (``u``) score nothing."""
+        scored = self._scores
+        totals = scored.group_by(["minute", "member"], use_threads=False).aggregate([("centis", "sum")])
+        totals = totals.rename_columns(["minute", "member", "centis"])
+        return totals.filter(pc.not_equal(totals["centis"], 0))
+
+    def scores(self) -> list[tuple[int, int, str, int]]:
+        """The per-record leaderboard scores ``(record index, minute, member, centis)`` (the general form)."""
+        c = self._cols
+        result: list[tuple[int, int, str, int]] = []
+        for i, op, content_id, ts_ms, duration in zip(
+            c.index, c.ops, c.content_ids, c.event_ts_ms, c.durations, strict=True
+        ):
+            if duration is not None and op != "u":
+                centis = (duration + 5) // 10
+                if centis:
+                    result.append((i, ts_ms // 60_000, content_id, -centis if op == "d" else centis))
+        return result
 
     def write_envelopes(self) -> list[str]:
         """The output envelopes (one per row, in order); also kept in :attr:`envelopes`."""
-        if self.envelopes or not self._rows:
+        if self.envelopes or not len(self):
             return self.envelopes
-        bodies = self._bodies
-        devices = _DEVICE_JSON
+        table = dict(zip(ENRICHED_COLUMN_NAMES, self._arrays, strict=True))
+        c = self._cols
+        position = self._position
+        string = pa.string()
+        bodies = pa.array([_content_body(info) for info in self._known.values()], string)
+        body = pc.fill_null(pc.take(bodies, position), _UNKNOWN_BODY)
+        devices = pc.dictionary_encode(table["device"])
+        device_texts = [
+            _DEVICE_JSON.get(d) or _device_json(d) for d in cast(list[str], devices.dictionary.to_pylist())
+        ]
+        device = pc.fill_null(pc.take(pa.array(device_texts, string), devices.indices), "null")
+
+        def quoted(values: pa.Array) -> pa.Array:
+            return pc.fill_null(pc.binary_join_element_wise(r"\"", values, r"\"", ""), "null")
+
+        ids = pc.cast(table["id"], string)
+        versions = pc.cast(table["version"], string)
+        cids = table["content_id"]
+        event_ts = pa.array(c.event_ts, string)
         topic_json = _encode(self.out_topic).decode()
-        envelope = self.envelopes.append
-        for row, version, secs, pct in zip(self._rows, self.versions, self._secs, self._pct, strict=True):
-            _, op, id_, cid, uid, event_type, _, event_ts, duration, device, _ = row
-            uid_json = "null" if uid is None else rf"\"{uid}\""
-            duration_json = "null" if duration is None else duration
-            device_json = "null" if device is None else (devices.get(device) or _device_json(device))
-            secs_json = "null" if secs is None else rf"\"{secs}\""
-            pct_json = "null" if pct is None else rf"\"{pct}\""
-            deleted = "true" if op == "d" else "false"
-            envelope(
-                rf'{{"Offset":-1,"Partition":-1,"Topic":{topic_json},"Timestamp":"{event_ts}","Key":"{cid}",'
-                rf'"Value":"{{\"id\":{id_},\"content_id\":\"{cid}\",\"user_id\":{uid_json},'
-                rf"\"event_type\":\"{event_type}\",\"event_ts\":\"{event_ts}\",\"duration_ms\":{duration_json},"
-                rf"\"device\":{device_json},{bodies.get(cid, _UNKNOWN_BODY)},\"engagement_seconds\":{secs_json},"
-                rf"\"engagement_pct\":{pct_json},\"deleted\":{deleted},\"version\":{version}}}"
-                rf'","Headers":[{{"Key":"event_id","Value":"{id_}"}},{{"Key":"event_version","Value":"{version}"}}]}}'
-            )
+        pieces: list[Any] = [
+            f'{{"Offset":-1,"Partition":-1,"Topic":{topic_json},"Timestamp":"',
+            event_ts,
+            '","Key":"',
+            cids,
+            r'","Value":"{\"id\":',
+            ids,
+            r",\"content_id\":\"",
+            cids,
+            r"\",\"user_id\":",
+            quoted(table["user_id"]),
+            r",\"event_type\":\"",
+            table["event_type"],
+            r"\",\"event_ts\":\"",
+            event_ts,
+            r"\",\"duration_ms\":",
+            pc.fill_null(pc.cast(self._duration, string), "null"),
+            r",\"device\":",
+            device,
+            ",",
+            body,
+            r",\"engagement_seconds\":",
+            quoted(pc.cast(table["engagement_seconds"], string)),
+            r",\"engagement_pct\":",
+            quoted(pc.cast(table["engagement_pct"], string)),
+            r",\"deleted\":",
+            pc.if_else(self._deleted, "true", "false"),
+            r",\"version\":",
+            versions,
+            r'}","Headers":[{"Key":"event_id","Value":"',
+            ids,
+            '"},{"Key":"event_version","Value":"',
+            versions,
+            '"}]}',
+        ]
+        joined = pc.binary_join_element_wise(*pieces, "")
+        self.envelopes = cast(list[str], joined.to_pylist())
         return self.envelopes

@@ -38,7 +38,7 @@ from shared.engagement.cdc import (
 )
 from shared.engagement.clickhouse import UnknownEvent, Warehouse
 from shared.engagement.enrich import EnrichedBatch, EnrichedRows
-from shared.engagement.leaderboard import LeaderboardEntry, Score, redis_stores, top_n_with_titles
+from shared.engagement.leaderboard import LeaderboardEntry, redis_stores, top_n_with_titles
 from shared.engagement.redis_io import redis_client
 from shared.errors import BadInputError
 from shared.settings import Settings
@@ -124,26 +124,21 @@ class Pipeline:
         """
         report = BatchReport(records=len(batch))
         decoded = decode_engagements(batch)
-        rows = decoded.rows
-        contents = self.store.get_many(r[3] for r in rows) if rows else {}
-        enriched = EnrichedRows(rows, batch, contents, self.settings.topic_out)
+        columns = decoded.columns
+        contents = self.store.get_many(columns.content_ids) if len(columns) else {}
+        enriched = EnrichedRows(columns, batch, contents, self.settings.topic_out)
         self.warehouse.ensure_schema()
         self.warehouse.insert_dead_letters(decoded.dead, function=ENRICH_FUNCTION)
         inserted = self.warehouse.start_insert_enriched(enriched, scope="enrich")
         try:
             enriched.write_envelopes()
-            scores: list[Score] = []
-            add = scores.append
-            for i, op, _, content_id, _, _, event_ts_ms, _, duration_ms, _, _ in rows:
-                if duration_ms is not None and op != "u":
-                    centis = (duration_ms + 5) // 10
-                    if centis:
-                        add((i, event_ts_ms // 60_000, content_id, -centis if op == "d" else centis))
-            update = self.leaderboard.prepare(batch.topics, batch.partitions, batch.offsets, scores)
+            update = self.leaderboard.prepare_totals(
+                batch.topics, batch.partitions, batch.offsets, enriched.score_totals(), enriched.scores
+            )
         finally:
             inserted.result()
         report.already_counted = update.apply()
-        report.changes = len(rows)
+        report.changes = len(columns)
         report.tombstones = decoded.tombstones
         report.unknown_content = enriched.unknown
         report.dead_letters = len(decoded.dead)

@@ -29,11 +29,15 @@ A window of ``W`` minutes at time ``now`` covers the ``W`` complete UTC minutes 
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
 from shared.engagement.content_store import ContentStore
@@ -87,7 +91,7 @@ class _Call:
 class PreparedScores:
     """A batch's leaderboard update, aggregated and packed, sent by :meth:`apply` (see ``Leaderboard.apply``)."""
 
-    __slots__ = ("_first", "leaderboard", "offsets", "partitions", "scores", "topics")
+    __slots__ = ("_first", "_scores", "leaderboard", "offsets", "partitions", "topics")
 
     def __init__(
         self,
@@ -95,15 +99,22 @@ class PreparedScores:
         topics: Sequence[str],
         partitions: Sequence[int],
         offsets: Sequence[int],
-        scores: Sequence[Score],
+        scores: Sequence[Score] | Callable[[], Sequence[Score]],
         first: _Call | None,
     ) -> None:
         self.leaderboard = leaderboard
         self.topics = topics
         self.partitions = partitions
         self.offsets = offsets
-        self.scores = scores
+        self._scores = scores
         self._first = first
+
+    @property
+    def scores(self) -> Sequence[Score]:
+        """The per-record scores (built on first use when they were given as a function)."""
+        if callable(self._scores):
+            self._scores = self._scores()
+        return self._scores
 
     def apply(self) -> int:
         """Send the update; returns how many records were skipped as already counted.
@@ -257,6 +268,47 @@ class Leaderboard:
             self._pack(topics, partitions, offsets, selected, scores),
         )
 
+    def prepare_totals(
+        self,
+        topics: Sequence[str],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+        totals: pa.Table,
+        scores: Callable[[], Sequence[Score]],
+    ) -> PreparedScores:
+        """:meth:`prepare` of a whole batch whose deltas are already summed: ``totals`` has the columns
+        ``minute``, ``member`` and ``centis`` (one row per minute and member, non-zero), ``scores`` gives the
+        per-record scores should some records turn out to be counted already (then :meth:`prepare`'s path)."""
+        ranges = _offset_ranges(topics, partitions, offsets, list(range(len(offsets))))
+        keys, head = self._header(ranges)
+        packed: list[str] = []
+        if totals.num_rows:
+            totals = totals.sort_by("minute")
+            minutes = totals["minute"].to_numpy()
+            pairs = pc.binary_join_element_wise(
+                totals["member"], pc.cast(totals["centis"], pa.string()), " "
+            ).to_pylist()
+            starts = [0, *(np.flatnonzero(minutes[1:] != minutes[:-1]) + 1).tolist(), len(minutes)]
+            for start, end in itertools.pairwise(starts):
+                keys.append(self.bucket_key(int(minutes[start])))
+                packed.append(" ".join(pairs[start:end]))
+        call = None if not packed and not ranges else _Call(keys, [*head, *packed], list(ranges))
+        return PreparedScores(self, topics, partitions, offsets, scores, call)
+
+    def _header(self, ranges: dict[tuple[str, int], tuple[int, int]]) -> tuple[list[str], list[str | int]]:
+        """Watermark keys and the script's leading arguments (``K``, TTL, ``T``, then 4 per topic-partition)."""
+        keys: list[str] = []
+        wm_index: dict[str, int] = {}
+        header: list[str | int] = []
+        for topic, partition in ranges:
+            wm_key = self.watermark_key(topic)
+            if wm_key not in wm_index:
+                keys.append(wm_key)
+                wm_index[wm_key] = len(keys)
+            lo, hi = ranges[(topic, partition)]
+            header.extend((wm_index[wm_key], partition, lo, hi))
+        return keys, [len(keys), self.bucket_ttl_seconds, len(ranges), *header]
+
     def _pack(
         self,
         topics: Sequence[str],
@@ -273,18 +325,8 @@ class Leaderboard:
             if bucket is None:
                 bucket = totals[minute] = {}
             bucket[member] = bucket.get(member, 0) + centis
-        keys: list[str] = []
-        wm_index: dict[str, int] = {}
+        keys, head = self._header(ranges)
         tps = list(ranges)
-        header: list[str | int] = []
-        for topic, partition in tps:
-            wm_key = self.watermark_key(topic)
-            if wm_key not in wm_index:
-                keys.append(wm_key)
-                wm_index[wm_key] = len(keys)
-            lo, hi = ranges[(topic, partition)]
-            header.extend((wm_index[wm_key], partition, lo, hi))
-        k = len(keys)
         packed: list[str] = []
         for minute, members in totals.items():
             deltas = " ".join(f"{member} {centis}" for member, centis in members.items() if centis)
@@ -293,7 +335,7 @@ class Leaderboard:
                 packed.append(deltas)
         if not packed and not tps:
             return None
-        return _Call(keys, [k, self.bucket_ttl_seconds, len(tps), *header, *packed], tps)
+        return _Call(keys, [*head, *packed], tps)
 
     def _run(self, call: _Call) -> dict[tuple[str, int], int] | None:
         """One script call; ``None`` when applied, else the watermarks that were in the way."""

@@ -11,8 +11,10 @@ from shared.engagement.cdc import (
     ContentInfo,
     RawRecord,
     TriggerBatch,
+    _decode_clean,
     decode_engagement,
     decode_engagements,
+    iso_ms,
 )
 from shared.engagement.enrich import EnrichedBatch, EnrichedRows
 from shared.errors import BadInputError
@@ -141,7 +143,7 @@ def test_batch_decoder_matches_the_record_decoder() -> None:
 def test_envelopes_and_columns_match_the_struct_encoding() -> None:
     batch = trigger(VALUES)
     decoded = decode_engagements(batch)
-    fast = EnrichedRows(decoded.rows, batch, CONTENT, "engagement_enriched")
+    fast = EnrichedRows(decoded.columns, batch, CONTENT, "engagement_enriched")
     fast.write_envelopes()
     reference = EnrichedBatch("engagement_enriched")
     for i, op, id_, cid, uid, event_type, ts_ms, _, duration, device, version_ms in decoded.rows:
@@ -175,3 +177,102 @@ def test_records_round_trip_through_the_trigger_batch() -> None:
         RawRecord(topic="t", partition=1, offset=-1, key=None, value=None, timestamp_ms=None),
     ]
     assert TriggerBatch.from_records(records).records() == records
+
+
+CLEAN: list[bytes | None] = [
+    json.dumps(r).encode()
+    for r in [
+        row(31),
+        row(32, duration_ms=None, event_type="click"),
+        row(33, user_id=None, device=None),
+        row(34, device='we"ird\\dev\nice \u00e9 \U0001f600 \x01'),
+        row(35, __op="d"),
+        row(36, __op="u"),
+        row(37, __deleted="false"),
+        row(38, __source_ts_ms=None),
+        row(39, duration_ms=10_000_000, content_id=CID[2]),
+        row(40, event_ts="2026-03-02T00:00:00.000Z", __op="r"),
+        row(41, content_id=CID[4], duration_ms=4),
+        row(42, content_id=CID[3], __op="d", duration_ms=777),
+        row(43, event_ts="2031-07-15T08:09:10.011Z"),
+    ]
+]
+
+
+def test_clean_batches_are_decoded_by_column_as_the_record_decoder_does() -> None:
+    batch = trigger(CLEAN)
+    assert _decode_clean(batch) is not None  # the column path decodes this batch
+    decoded = decode_engagements(batch)
+    assert not decoded.dead and decoded.tombstones == 0
+    expected = []
+    for i, record in enumerate(batch.records()):
+        change = decode_engagement(record)
+        assert change is not None
+        expected.append(
+            (
+                i,
+                change.op,
+                change.id,
+                change.content_id,
+                change.user_id,
+                change.event_type,
+                change.event_ts_ms,
+                change.duration_ms,
+                change.device,
+                change.version_ms,
+            )
+        )
+    assert [(r[:7] + r[8:]) for r in decoded.rows] == expected
+    assert [r[7] for r in decoded.rows] == [iso_ms(r[6]) for r in decoded.rows]
+    # any record the column checks do not pass sends the whole batch to the record-by-record path
+    for odd in (
+        row(50, __op="C"),
+        row(51, __deleted="TRUE"),
+        row(52, event_ts=T0),
+        row(53, user_id=UID.upper()),
+    ):
+        mixed = trigger([*CLEAN, json.dumps(odd).encode()])
+        assert _decode_clean(mixed) is None
+        assert decode_engagements(mixed).rows[: len(CLEAN)] == decoded.rows
+
+
+def test_clean_envelopes_columns_and_scores_match_the_reference() -> None:
+    batch = trigger(CLEAN)
+    decoded = decode_engagements(batch)
+    fast = EnrichedRows(decoded.columns, batch, CONTENT, "engagement_enriched")
+    fast.write_envelopes()
+    reference = EnrichedBatch("engagement_enriched")
+    expected_totals: dict[tuple[int, str], int] = {}
+    for i, op, id_, cid, uid, event_type, ts_ms, _, duration, device, version_ms in decoded.rows:
+        reference.add(
+            id=id_,
+            content_id=cid,
+            user_id=uid,
+            event_type=event_type,
+            event_ts_ms=ts_ms,
+            duration_ms=duration,
+            device=device,
+            content=CONTENT.get(cid),
+            engagement_version_ms=version_ms,
+            deleted=op == "d",
+            source_topic=batch.topics[i],
+            source_partition=batch.partitions[i],
+            source_offset=batch.offsets[i],
+        )
+        if duration is not None and op != "u":
+            key = (ts_ms // 60_000, cid)
+            centis = (duration + 5) // 10
+            expected_totals[key] = expected_totals.get(key, 0) + (-centis if op == "d" else centis)
+    assert fast.envelopes == reference.envelopes
+    assert fast.to_arrow().equals(reference.to_arrow())
+    assert fast.dedup_token("enrich") == reference.dedup_token("enrich")
+    assert fast.versions == reference.column("version")
+    totals = fast.score_totals().to_pylist()
+    assert {(t["minute"], t["member"]): t["centis"] for t in totals} == {
+        k: v for k, v in expected_totals.items() if v
+    }
+    assert len(totals) == len({k for k, v in expected_totals.items() if v})
+    summed: dict[tuple[int, str], int] = {}
+    for _, minute, member, centis in fast.scores():
+        summed[(minute, member)] = summed.get((minute, member), 0) + centis
+    assert {k: v for k, v in summed.items() if v} == {k: v for k, v in expected_totals.items() if v}
