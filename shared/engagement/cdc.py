@@ -387,17 +387,17 @@ class TriggerBatch:
         Raises :class:`BatchMetadataError` when the batch cannot be positioned (see the module docstring).
         """
         n = len(events)
-        bodies = [event.get_body() for event in events]
+        values: list[bytes | None] = [event.get_body() or None for event in events]
         keys: list[Any] = [event.key for event in events]
         topics: list[Any] = [event.topic for event in events]
         partitions: list[Any] = [event.partition for event in events]
         offsets: list[Any] = [event.offset for event in events]
         timestamps: list[Any] = [event.timestamp for event in events]
         columns = (keys, topics, partitions, offsets, timestamps)
-        values: list[bytes | None] = [body if body else None for body in bodies]
-        for i, value in enumerate(values):
-            if value is not None and value.startswith(_ENVELOPE_PREFIX):
-                _unwrap(i, value, values, columns)
+        if _ENVELOPE_PREFIX in b"".join(filter(None, values)):  # else no record is wrapped
+            for i, value in enumerate(values):
+                if value is not None and value.startswith(_ENVELOPE_PREFIX):
+                    _unwrap(i, value, values, columns)
         if n and any(None in column for column in columns):
             _fill_from_metadata(events[0], columns, n)
         for column, name in ((topics, "topic"), (partitions, "partition"), (offsets, "offset")):
@@ -409,12 +409,19 @@ class TriggerBatch:
                 )
         return cls(
             values=values,
-            topics=[str(t) for t in topics],
-            partitions=[int(p) for p in partitions],
-            offsets=[int(o) for o in offsets],
-            keys=[k if isinstance(k, str) or k is None else str(k) for k in keys],
+            topics=topics if _all_of(topics, str) else [str(t) for t in topics],
+            partitions=partitions if _all_of(partitions, int) else [int(p) for p in partitions],
+            offsets=offsets if _all_of(offsets, int) else [int(o) for o in offsets],
+            keys=keys
+            if {type(k) for k in keys} <= {str, type(None)}
+            else [k if isinstance(k, str) or k is None else str(k) for k in keys],
             timestamps=timestamps,
         )
+
+
+def _all_of(column: list[Any], kind: type) -> bool:
+    """Whether every value of ``column`` is exactly of type ``kind`` (so converting it would change nothing)."""
+    return set(map(type, column)) == {kind}
 
 
 _METADATA_ARRAYS = ("KeyArray", "TopicArray", "PartitionArray", "OffsetArray", "TimestampArray")

@@ -334,8 +334,9 @@ class EnrichedRows:
         "_duration",
         "_id_values",
         "_known",
+        "_ops",
         "_position",
-        "_scores",
+        "_secs",
         "_version_values",
         "envelopes",
         "out_topic",
@@ -390,14 +391,8 @@ class EnrichedRows:
         ops = pa.array(columns.ops, pa.string())
         deleted = pc.equal(ops, "d")
         self._deleted = deleted
-        scoring = pc.and_(duration.is_valid(), pc.not_equal(ops, "u"))
-        self._scores = pa.table(
-            {
-                "minute": pa.array(np.array(columns.event_ts_ms, dtype=np.int64) // 60_000, pa.int64()),
-                "member": content_ids,
-                "centis": pc.if_else(deleted, pc.negate(secs_centis), secs_centis),
-            }
-        ).filter(scoring)
+        self._ops = ops
+        self._secs = secs_centis
         if n == len(batch):
             topics, partitions, offsets = batch.topics, batch.partitions, batch.offsets
         else:
@@ -446,7 +441,15 @@ class EnrichedRows:
         """Leaderboard deltas of the batch: ``minute`` (epoch minute of ``event_ts``), ``member`` (content id)
         and ``centis`` (engagement seconds in hundredths, negative for deletes), summed per minute and member
         and non-zero; rows without a duration and updates (``u``) score nothing."""
-        scored = self._scores
+        c = self._cols
+        secs = self._secs
+        scored = pa.table(
+            {
+                "minute": pa.array(np.array(c.event_ts_ms, dtype=np.int64) // 60_000, pa.int64()),
+                "member": self._arrays[1],
+                "centis": pc.if_else(self._deleted, pc.negate(secs), secs),
+            }
+        ).filter(pc.and_(secs.is_valid(), pc.not_equal(self._ops, "u")))
         totals = scored.group_by(["minute", "member"], use_threads=False).aggregate([("centis", "sum")])
         totals = totals.rename_columns(["minute", "member", "centis"])
         return totals.filter(pc.not_equal(totals["centis"], 0))
