@@ -27,6 +27,12 @@ _TRANSIENT: tuple[type[duckdb.Error], ...] = (
     duckdb.InterruptException,
     duckdb.FatalException,
 )
+# A local file's write-ahead log is folded into the database file (a CHECKPOINT, which compresses whole row
+# groups) when it passes this size. DuckDB's default, 16 MB, would checkpoint inside an ingest commit every
+# few batches and rewrite the same partly filled row groups each time; with 256 MB most checkpoints are the
+# compaction timer's, the commits stay short, and a restart replays at most this much log.
+LOCAL_CHECKPOINT_THRESHOLD = "256MB"
+
 # After these the connection may be unusable: drop it so the retry reconnects.
 _RECONNECT: tuple[type[duckdb.Error], ...] = (duckdb.ConnectionException, duckdb.FatalException)
 
@@ -96,7 +102,13 @@ class DuckConnections:
             self._data_dir.mkdir(parents=True, exist_ok=True)
             path = self._data_dir / f"{database}.duckdb"
             try:
-                return duckdb.connect(str(path), config={"custom_user_agent": f"streamduck/{__version__}"})
+                return duckdb.connect(
+                    str(path),
+                    config={
+                        "custom_user_agent": f"streamduck/{__version__}",
+                        "checkpoint_threshold": LOCAL_CHECKPOINT_THRESHOLD,
+                    },
+                )
             except duckdb.IOException as exc:
                 raise TransientError(
                     f"cannot open local DuckDB file {path} ({exc}); another process may hold it "

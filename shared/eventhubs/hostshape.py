@@ -29,6 +29,8 @@ class SourceEvent:
     enqueued_time: datetime
     partition_key: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    # Further system properties the host passes on (IoT Hub's ``iothub-connection-device-id``, for example).
+    system_properties: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ def to_function_batch(events: Sequence[SourceEvent], partition: PartitionInfo) -
             "Offset": e.offset,
             "EnqueuedTimeUtc": _iso(e.enqueued_time),
             "PartitionKey": e.partition_key,
+            **e.system_properties,
         }
         for e in events
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -349,4 +350,95 @@ def test_two_first_deliveries_of_a_partition_race_and_only_one_applies(data_dir:
     ing.close()
     assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [
         (30, 30)
+    ]
+
+
+def test_watermark_moved_by_another_instance_is_read_again_before_writing(data_dir: Path) -> None:
+    """Each instance remembers the watermark it committed. When another instance moved the row meanwhile
+    (a rebalance), the remembered value is stale: the compare-and-set finds it, and the batch is redone
+    from the row as it is, so nothing is written twice."""
+    settings = settings_for(mapping_env(1, data_dir))
+    first, second = EventHubIngestor(settings), EventHubIngestor(settings)
+    m = first.mapping(1)
+    events = source_events(0, 30)
+    assert first.ingest(m, batch(events[:10])) is not None  # first remembers watermark 9
+    moved = second.ingest(m, batch(events[:20]))  # the partition moved to the second instance
+    assert moved is not None and (moved.written, moved.skipped, moved.watermark) == (10, 10, 19)
+    back = first.ingest(m, batch(events[10:30]))  # and back: 10..19 are already there
+    assert back is not None and (back.written, back.skipped, back.watermark) == (10, 10, 29)
+    again = second.ingest(m, batch(events[20:30]))  # the second instance's memory is stale too
+    assert again is not None and (again.written, again.skipped) == (0, 10)
+    first.close()
+    second.close()
+    assert rows(
+        data_dir,
+        "SELECT count(*), count(DISTINCT sequence_number), max(sequence_number) FROM lake.raw.events_1",
+    ) == [(30, 30, 29)]
+    assert rows(data_dir, "SELECT sequence_number, epoch FROM lake.raw._streamduck_watermarks") == [(29, 0)]
+
+
+def test_new_epoch_started_by_another_instance_is_not_started_twice(data_dir: Path) -> None:
+    settings = settings_for(mapping_env(1, data_dir))
+    first, second = EventHubIngestor(settings), EventHubIngestor(settings)
+    m = first.mapping(1)
+    first.ingest(m, batch(source_events(0, 50)))  # first remembers watermark 49 of epoch 0
+    later = T0 + timedelta(days=1)
+    recreated = source_events(0, 20, t0=later, body=lambda i: json.dumps({"new": i}).encode())
+    reset = second.ingest(
+        m, batch(recreated[:10])
+    )  # the hub was recreated; the second instance sees it first
+    assert reset is not None and (reset.reset, reset.epoch, reset.written) == (True, 1, 10)
+    # The first instance, from memory, would also see numbers going backwards and start epoch 2; the
+    # compare-and-set sends it to the row instead, which already is epoch 1 at 9.
+    nxt = first.ingest(m, batch(recreated[5:20]))
+    assert nxt is not None and (nxt.reset, nxt.epoch, nxt.written, nxt.skipped) == (False, 1, 10, 5)
+    first.close()
+    second.close()
+    assert rows(data_dir, "SELECT count(*) FROM lake.raw.events_1 WHERE body->>'new' IS NOT NULL") == [(20,)]
+    assert rows(data_dir, "SELECT epoch, sequence_number FROM lake.raw._streamduck_watermarks") == [(1, 19)]
+
+
+def test_extra_system_properties_are_kept_and_dotnet_times_are_read(
+    ingestor: EventHubIngestor, data_dir: Path
+) -> None:
+    """IoT Hub routes add system properties of their own; they land in ``system_properties`` (the ones with a
+    column of their own do not). The host writes .NET times, with up to seven fractional digits."""
+    device = {"iothub-connection-device-id": "sensor-7", "iothub-enqueuedtime": "2026-11-22T07:59:59.9Z"}
+    plain = source_events(0, 2)
+    from_iot = [
+        replace(e, system_properties={**device, "EnqueuedTimeUtc": "2026-11-22T08:00:01.1234567Z"})
+        for e in source_events(2, 4)
+    ]
+    ingestor.ingest(ingestor.mapping(1), batch(plain))
+    ingestor.ingest(ingestor.mapping(1), batch(from_iot))
+    ingestor.close()
+    got = rows(
+        data_dir,
+        "SELECT sequence_number, system_properties, enqueued_time FROM lake.raw.events_1 ORDER BY 1",
+    )
+    assert [json.loads(r[1]) for r in got] == [{}, {}, device, device]
+    assert got[0][2] == T0
+    assert got[2][2] == T0 + timedelta(seconds=1, microseconds=123456)
+
+
+def test_local_commits_leave_checkpoints_to_the_compaction_timer(data_dir: Path) -> None:
+    """DuckDB would fold the log into the file inside an ingest commit every 16 MB; StreamDuck's local files
+    let the log grow (up to 256 MB) and the compaction timer's CHECKPOINT folds it, every row kept."""
+    from shared.duck.compaction import compact_all
+
+    settings = settings_for(mapping_env(1, data_dir))
+    ing = EventHubIngestor(settings)
+    m = ing.mapping(1)
+    pad = "x" * 600
+    events = source_events(0, 40_000, body=lambda i: json.dumps({"n": i, "pad": pad}).encode())
+    for start in range(0, len(events), 5_000):
+        ing.ingest(m, batch(events[start : start + 5_000]))
+    wal = data_dir / "lake.duckdb.wal"
+    assert wal.stat().st_size > 24 * 2**20  # 40,000 events of ~620 bytes, still in the log
+    run = compact_all(settings, ing.connections)
+    assert [r.checkpointed for r in run.compacted] == [True]
+    assert not wal.exists() or wal.stat().st_size < 2**20
+    ing.close()
+    assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [
+        (40_000, 40_000)
     ]
