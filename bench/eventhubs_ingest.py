@@ -3,8 +3,10 @@
     python -m bench.eventhubs_ingest [--events 200000] [--batches 100,1000,10000] [--baseline-events N]
 
 Prints one JSON document: events/s per batch size through ``eventhub_to_motherduck_1`` (decode + Arrow +
-one transaction with the watermark), and, for the same events, the earlier system's method (one
-multi-row ``INSERT ... VALUES (?, ...), (...)`` per batch) with the ratio. Building the host's
+one transaction with the watermark), the same including the CHECKPOINT that then folds the commits' log
+into the file (the compaction timer's work on a local file; MotherDuck does it on its side), and, for the
+same events, the earlier system's method (one multi-row ``INSERT ... VALUES (?, ...), (...)`` per batch)
+with the ratio. Building the host's
 ``func.EventHubEvent`` objects is not timed (the host does that before the function runs).
 """
 
@@ -82,7 +84,12 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
     elapsed = time.perf_counter() - started
     from shared.eventhubs import default_ingestor
 
+    # The log the commits wrote is folded into the file by a CHECKPOINT (the compaction timer's, or DuckDB's
+    # own at 256 MB of log): time it too, so the figure with it counts every byte the events cost locally.
     cur = default_ingestor(function_app.settings).connections.cursor("bench")
+    checkpoint_started = time.perf_counter()
+    cur.execute("CHECKPOINT bench")
+    checkpoint = time.perf_counter() - checkpoint_started
     rows = cur.execute("SELECT count(*) FROM bench.raw.events").fetchall()[0][0]
     cur.close()
     return {
@@ -90,6 +97,8 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
         "events": events,
         "seconds": round(elapsed, 3),
         "events_per_s": round(events / elapsed),
+        "checkpoint_seconds": round(checkpoint, 3),
+        "events_per_s_including_checkpoint": round(events / (elapsed + checkpoint)),
         "rows_in_table": rows,
     }
 
@@ -162,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             run["baseline_multirow_values_events_per_s"] = base["events_per_s"]
             run["speedup_vs_multirow_values"] = round(run["events_per_s"] / base["events_per_s"], 1)
+            run["speedup_including_checkpoint"] = round(
+                run["events_per_s_including_checkpoint"] / base["events_per_s"], 1
+            )
             results["runs"].append(run)
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
