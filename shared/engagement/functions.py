@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,7 +39,7 @@ from shared.engagement.cdc import (
 )
 from shared.engagement.clickhouse import UnknownEvent, Warehouse
 from shared.engagement.enrich import EnrichedBatch, EnrichedRows
-from shared.engagement.leaderboard import LeaderboardEntry, redis_stores, top_n_with_titles
+from shared.engagement.leaderboard import LeaderboardEntry, PreparedScores, redis_stores, top_n_with_titles
 from shared.engagement.redis_io import redis_client
 from shared.errors import BadInputError
 from shared.settings import Settings
@@ -100,6 +101,23 @@ class Pipeline:
         self.leaderboard, self.store = redis_stores(settings, client, cached=True)
         self.warehouse = warehouse if warehouse is not None else Warehouse.from_settings(settings)
         self.clock = clock
+        self._helper_pool: ThreadPoolExecutor | None = None
+
+    def _helper(self) -> ThreadPoolExecutor:
+        if self._helper_pool is None:
+            with _LOCK:
+                if self._helper_pool is None:
+                    self._helper_pool = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="engagement-helper"
+                    )
+        return self._helper_pool
+
+    def _prepare_outputs(self, enriched: EnrichedRows, batch: TriggerBatch) -> PreparedScores:
+        """The envelopes (kept on ``enriched``) and the packed leaderboard update of a batch (no I/O)."""
+        enriched.write_envelopes()
+        return self.leaderboard.prepare_totals(
+            batch.topics, batch.partitions, batch.offsets, enriched.score_totals(), enriched.scores
+        )
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -118,9 +136,12 @@ class Pipeline:
     def enrich_batch(self, batch: TriggerBatch) -> BatchReport:
         """Decode, look content up (one round trip), insert into ClickHouse, then count in Redis.
 
-        The ClickHouse insert runs in the warehouse's insert thread while this one writes the envelopes and
-        aggregates and packs the leaderboard update; the Redis script runs only after the insert succeeded, so
-        a failed insert leaves the leaderboard untouched. Both writes are idempotent, so the host's retry completes the batch.
+        The ClickHouse insert runs in this thread while the pipeline's helper thread writes the envelopes and
+        sums and packs the leaderboard update: the engine does not hold the GIL while it writes the part, so
+        the helper's Python work fits inside the insert, and the insert never waits for the GIL the helper
+        holds to start (it would, up to the interpreter's switch interval, were the roles swapped). The Redis
+        script runs only after the insert succeeded, so a failed insert leaves the leaderboard untouched. Both
+        writes are idempotent, so the host's retry completes the batch.
         """
         report = BatchReport(records=len(batch))
         decoded = decode_engagements(batch)
@@ -129,14 +150,11 @@ class Pipeline:
         enriched = EnrichedRows(columns, batch, contents, self.settings.topic_out)
         self.warehouse.ensure_schema()
         self.warehouse.insert_dead_letters(decoded.dead, function=ENRICH_FUNCTION)
-        inserted = self.warehouse.start_insert_enriched(enriched, scope="enrich")
+        prepared = self._helper().submit(self._prepare_outputs, enriched, batch)
         try:
-            enriched.write_envelopes()
-            update = self.leaderboard.prepare_totals(
-                batch.topics, batch.partitions, batch.offsets, enriched.score_totals(), enriched.scores
-            )
+            self.warehouse.insert_enriched(enriched, scope="enrich")
         finally:
-            inserted.result()
+            update = prepared.result()
         report.already_counted = update.apply()
         report.changes = len(columns)
         report.tombstones = decoded.tombstones
