@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 from shared.errors import TerminalError
 from shared.settings import BodyFormat, EventHubMapping
 
-_EMPTY_JSON = "{}"
 _EMPTY_JSON_BYTES = b"{}"
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
@@ -137,9 +136,7 @@ def _properties(value: Any, n: int) -> pa.Array:
         if len(items) != n:
             return _empty_json(n)
         texts = [bytes(i) for i in items]
-        return pa.array([_EMPTY_JSON_BYTES if t == _NULL else t for t in texts], pa.binary()).cast(
-            pa.string()
-        )
+        return _as_json(pa.array([_EMPTY_JSON_BYTES if t == _NULL else t for t in texts], pa.binary()))
     return _json_list(value, n)
 
 
@@ -179,11 +176,20 @@ def _json_list(items: Sequence[Any] | None, n: int, *, drop: frozenset[str] = fr
         if all(isinstance(i, dict) for i in items) and not set().union(*items) - drop:
             return _empty_json(n)  # only keys that have their own columns: no per-event work
         items = [{k: v for k, v in i.items() if k not in drop} if isinstance(i, dict) else i for i in items]
-    return pa.array([_encoder.encode(i).decode() if i else _EMPTY_JSON for i in items], pa.string())
+    return _as_json(pa.array([_encoder.encode(i) if i else _EMPTY_JSON_BYTES for i in items], pa.binary()))
 
 
 def _empty_json(n: int) -> pa.Array:
-    return pa.array([_EMPTY_JSON] * n, pa.string())
+    return _as_json(pa.array([_EMPTY_JSON_BYTES] * n, pa.binary()))
+
+
+_JSON = pa.json_(pa.string())
+
+
+def _as_json(texts: pa.Array) -> pa.Array:
+    """UTF-8 checked text typed as Arrow's JSON extension type, which DuckDB reads as its JSON type without
+    parsing it again. Only for text that is JSON by construction (slices of the host's JSON, msgspec's output)."""
+    return pa.ExtensionArray.from_storage(_JSON, texts.cast(pa.string()))
 
 
 def _offsets(values: list[Any]) -> pa.Array:

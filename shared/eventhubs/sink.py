@@ -306,7 +306,7 @@ class MotherDuckSink:
             body = "body::JSON" if m.body_format is BodyFormat.JSON else "body"
             cur.execute(
                 f"INSERT INTO {tables.target(m)} SELECT {body}, ?, ?, ?, sequence_number, event_offset, "
-                "enqueued_time, partition_key, properties::JSON, system_properties::JSON, ? FROM streamduck_batch",
+                "enqueued_time, partition_key, properties, system_properties, ? FROM streamduck_batch",
                 [p.event_hub, p.consumer_group, p.partition_id, now],
             )
         if plan.parked:
