@@ -14,6 +14,7 @@ from typing import Any
 
 import azure.functions as func
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -135,9 +136,21 @@ def _properties(value: Any, n: int) -> pa.Array:
         items = _raw_items.decode(value)
         if len(items) != n:
             return _empty_json(n)
-        texts = [bytes(i) for i in items]
-        return _as_json(pa.array([_EMPTY_JSON_BYTES if t == _NULL else t for t in texts], pa.binary()))
+        texts = _concatenated(items)
+        if texts is None:
+            texts = pa.array([bytes(i) for i in items], pa.binary())
+        return _as_json(pc.if_else(pc.equal(texts, _NULL), _EMPTY_JSON_BYTES, texts))
     return _json_list(value, n)
+
+
+def _concatenated(items: list[msgspec.Raw]) -> pa.Array | None:
+    """Binary array of the raw slices, built from one joined buffer and their lengths (no object per item)."""
+    data = b"".join(items)
+    if len(data) >= 2**31:
+        return None
+    offsets = np.zeros(len(items) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, items), dtype=np.int32, count=len(items)), out=offsets[1:])
+    return pa.Array.from_buffers(pa.binary(), len(items), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _system_properties(value: Any, n: int) -> tuple[pa.Array, pa.Array | None]:

@@ -442,3 +442,17 @@ def test_local_commits_leave_checkpoints_to_the_compaction_timer(data_dir: Path)
     assert rows(data_dir, "SELECT count(*), count(DISTINCT sequence_number) FROM lake.raw.events_1") == [
         (40_000, 40_000)
     ]
+
+
+def test_application_properties_are_kept_verbatim_and_missing_ones_are_an_empty_object(
+    ingestor: EventHubIngestor, data_dir: Path
+) -> None:
+    from azure.functions.meta import Datum
+
+    events = batch(source_events(0, 3))
+    datums = events[0]._EventHubEvent__trigger_metadata  # type: ignore[attr-defined]  # the worker's, shared
+    datums["PropertiesArray"] = Datum('[null, {"app": "x", "n": [1, 2.5]}, {}]', "json")
+    ingestor.ingest(ingestor.mapping(1), events)
+    ingestor.close()
+    got = rows(data_dir, "SELECT properties FROM lake.raw.events_1 ORDER BY sequence_number")
+    assert [json.loads(r[0]) for r in got] == [{}, {"app": "x", "n": [1, 2.5]}, {}]
