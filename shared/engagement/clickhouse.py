@@ -19,7 +19,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,7 +324,6 @@ class Warehouse:
         self._dead = f"{self._db}.{quote_ident(dead_letter_table)}"
         self._schema_ready = False
         self._lock = threading.Lock()
-        self._inserter: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
@@ -403,18 +401,6 @@ class Warehouse:
         """Insert enriched rows; a retry of the same rows is deduplicated by the token."""
         if len(batch):
             self._insert_arrow(self._enriched, batch.to_arrow(), batch.dedup_token(scope))
-
-    def start_insert_enriched(self, batch: EnrichedRows, *, scope: str) -> Future[None]:
-        """:meth:`insert_enriched` in this warehouse's insert thread; ``result()`` waits and raises its error.
-
-        The engine (chDB, or the server behind HTTP) does the work without holding the GIL, so the caller can
-        write the batch's envelopes meanwhile. Inserts run one at a time, in submission order.
-        """
-        if self._inserter is None:
-            with self._lock:
-                if self._inserter is None:
-                    self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-insert")
-        return self._inserter.submit(self.insert_enriched, batch, scope=scope)
 
     def insert_content(self, changes: Sequence[ContentChange]) -> None:
         if not changes:
