@@ -162,7 +162,7 @@ class MotherDuckSink:
         bad = list(batch.bad) if bad is None else bad
         wm_table = tables.control(m, tables.WATERMARKS)
         plan = None if remembered is None else self._plan(batch, remembered, exists=True, bad=bad)
-        if plan is not None and not plan.rows.num_rows and not plan.parked:
+        if plan is not None and not (plan.advances and (plan.rows.num_rows or plan.parked)):
             plan = None  # nothing new against the remembered row: a replay, which reads the row to be sure
         if plan is None:
             cur.execute("BEGIN TRANSACTION")
