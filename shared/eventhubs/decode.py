@@ -133,24 +133,25 @@ _NULL = b"null"
 def _properties(value: Any, n: int) -> pa.Array:
     """Each event's application properties as JSON text, cut from the host's array without parsing them."""
     if isinstance(value, str | bytes):
-        items = _raw_items.decode(value)
+        try:
+            items = _raw_items.decode(value)
+        except msgspec.ValidationError:  # not an array: no per-event properties
+            return _json_list(_any_json.decode(value), n)
         if len(items) != n:
             return _empty_json(n)
         texts = _concatenated(items)
-        if texts is None:
-            texts = pa.array([bytes(i) for i in items], pa.binary())
         return _as_json(pc.if_else(pc.equal(texts, _NULL), _EMPTY_JSON_BYTES, texts))
     return _json_list(value, n)
 
 
-def _concatenated(items: list[msgspec.Raw]) -> pa.Array | None:
+def _concatenated(items: list[msgspec.Raw]) -> pa.Array:
     """Binary array of the raw slices, built from one joined buffer and their lengths (no object per item)."""
+    offsets = np.zeros(len(items) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, items), dtype=np.int64, count=len(items)), out=offsets[1:])
     data = b"".join(items)
-    if len(data) >= 2**31:
-        return None
-    offsets = np.zeros(len(items) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, items), dtype=np.int32, count=len(items)), out=offsets[1:])
-    return pa.Array.from_buffers(pa.binary(), len(items), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pa.Array.from_buffers(
+        pa.large_binary(), len(items), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def _system_properties(value: Any, n: int) -> tuple[pa.Array, pa.Array | None]:
@@ -197,20 +198,26 @@ def _empty_json(n: int) -> pa.Array:
 
 
 _JSON = pa.json_(pa.string())
+_LARGE_JSON = pa.json_(pa.large_string())
 
 
 def _as_json(texts: pa.Array) -> pa.Array:
     """UTF-8 checked text typed as Arrow's JSON extension type, which DuckDB reads as its JSON type without
-    parsing it again. Only for text that is JSON by construction (slices of the host's JSON, msgspec's output)."""
+    parsing it again. Only for text that is JSON by construction (slices of the host's JSON, msgspec's output):
+    DuckDB does not validate it."""
+    if pa.types.is_large_binary(texts.type):
+        return pa.ExtensionArray.from_storage(_LARGE_JSON, texts.cast(pa.large_string()))
     return pa.ExtensionArray.from_storage(_JSON, texts.cast(pa.string()))
 
 
 def _offsets(values: list[Any]) -> pa.Array:
     """Offsets as text (the worker hands them over as integers; newer hosts may send opaque strings)."""
-    try:
-        return pa.array(values, pa.int64()).cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    if all(type(v) is int for v in values):
+        try:
+            return pa.array(values, pa.int64()).cast(pa.string())
+        except OverflowError:
+            pass
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _find_bad(bodies: Sequence[bytes], fmt: BodyFormat, max_bytes: int) -> list[BadEvent]:
