@@ -197,17 +197,14 @@ def _empty_json(n: int) -> pa.Array:
     return _as_json(pa.array([_EMPTY_JSON_BYTES] * n, pa.binary()))
 
 
-_JSON = pa.json_(pa.string())
-_LARGE_JSON = pa.json_(pa.large_string())
+_JSON = pa.json_(pa.large_string())
 
 
 def _as_json(texts: pa.Array) -> pa.Array:
     """UTF-8 checked text typed as Arrow's JSON extension type, which DuckDB reads as its JSON type without
     parsing it again. Only for text that is JSON by construction (slices of the host's JSON, msgspec's output):
     DuckDB does not validate it."""
-    if pa.types.is_large_binary(texts.type):
-        return pa.ExtensionArray.from_storage(_LARGE_JSON, texts.cast(pa.large_string()))
-    return pa.ExtensionArray.from_storage(_JSON, texts.cast(pa.string()))
+    return pa.ExtensionArray.from_storage(_JSON, texts.cast(pa.large_string()))
 
 
 def _offsets(values: list[Any]) -> pa.Array:
