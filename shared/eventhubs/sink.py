@@ -161,7 +161,8 @@ class MotherDuckSink:
     ) -> tuple[BatchResult, _Mark]:
         bad = list(batch.bad) if bad is None else bad
         wm_table = tables.control(m, tables.WATERMARKS)
-        plan = None if remembered is None else self._plan(batch, remembered, exists=True, bad=bad)
+        now = self._clock()
+        plan = None if remembered is None else self._plan(batch, remembered, bad=bad)
         if plan is not None and not (plan.advances and (plan.rows.num_rows or plan.parked)):
             plan = None  # nothing new against the remembered row: a replay, which reads the row to be sure
         if plan is None:
@@ -175,17 +176,16 @@ class MotherDuckSink:
                     "AND target_table = ?",
                     list(key),
                 )
-                exists = row is not None
                 mark = _NO_MARK if row is None else _Mark(_int(row[0]), _opt_int(row[1]), _int(row[2]))
-                plan = self._plan(batch, mark, exists=exists, bad=bad)
+                plan = self._plan(batch, mark, bad=bad)
                 if plan.advances:
-                    self._move_mark(cur, wm_table, key, batch, plan, insert=not exists)
+                    self._move_mark(cur, wm_table, key, batch, plan, now, insert=row is None)
             else:
                 # BEGIN and the compare-and-set in one call (parameters bind to the last statement).
-                (changed,) = self._move_mark(cur, wm_table, key, batch, plan, expect=remembered, begin=True)
+                changed = self._move_mark(cur, wm_table, key, batch, plan, now, expect=remembered, begin=True)
                 if changed != 1:
                     raise _StaleMark
-            self._write(cur, m, batch, plan)
+            self._write(cur, m, batch, plan, now)
             if self._before_commit is not None:
                 self._before_commit(cur)
             cur.execute("COMMIT")
@@ -206,7 +206,8 @@ class MotherDuckSink:
         return result, plan.mark
 
     @staticmethod
-    def _plan(batch: DecodedBatch, mark: _Mark, *, exists: bool, bad: list[BadEvent]) -> _Plan:
+    def _plan(batch: DecodedBatch, mark: _Mark, *, bad: list[BadEvent]) -> _Plan:
+        """The batch against ``mark`` (``_NO_MARK`` when the partition has no row yet)."""
         t = batch.table
         n = batch.size
         if not n:
@@ -215,7 +216,7 @@ class MotherDuckSink:
         bounds = pc.min_max(seq)
         low, top = int(bounds["min"].as_py()), int(bounds["max"].as_py())
         watermark, epoch, reset = mark.sequence_number, mark.epoch, False
-        if low <= watermark and exists and mark.enqueued_us is not None:
+        if low <= watermark and mark.enqueued_us is not None:
             enqueued_us = t.column("enqueued_time").cast(pa.int64())
             backwards = pc.and_(pc.less_equal(seq, watermark), pc.greater(enqueued_us, mark.enqueued_us))
             if pc.any(backwards).as_py():
@@ -258,19 +259,20 @@ class MotherDuckSink:
         key: tuple[str, ...],
         batch: DecodedBatch,
         plan: _Plan,
+        now: datetime,
         *,
         insert: bool = False,
         expect: _Mark | None = None,
         begin: bool = False,
-    ) -> tuple[int, ...]:
-        """Write the watermark row; returns the statement's row count."""
+    ) -> int:
+        """Write the watermark row; returns the number of rows the statement changed."""
         t, i = batch.table, plan.top_index
         values = [
             plan.mark.sequence_number,
             t.column("event_offset")[i].as_py(),
             t.column("enqueued_time")[i].as_py(),
             plan.mark.epoch,
-            self._clock(),
+            now,
         ]
         if insert:
             # First batch of the partition. Two first deliveries racing both insert: the primary key makes
@@ -294,13 +296,17 @@ class MotherDuckSink:
         if begin:
             sql = "BEGIN TRANSACTION; " + sql
         row = fetch_one(cur, sql, params)
-        return (0,) if row is None else tuple(_int(v) for v in row)
+        return 0 if row is None else _int(row[0])
 
     def _write(
-        self, cur: duckdb.DuckDBPyConnection, m: EventHubMapping, batch: DecodedBatch, plan: _Plan
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        m: EventHubMapping,
+        batch: DecodedBatch,
+        plan: _Plan,
+        now: datetime,
     ) -> None:
         p = batch.partition
-        now = self._clock()
         if plan.rows.num_rows:
             cur.register("streamduck_batch", plan.rows)
             body = "body::JSON" if m.body_format is BodyFormat.JSON else "body"
