@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.engagement.cdc import (
     ContentInfo,
+    DecodedEngagements,
     RawRecord,
     TriggerBatch,
     _decode_clean,
@@ -140,11 +141,8 @@ def test_batch_decoder_matches_the_record_decoder() -> None:
     assert decode_engagements(trigger(VALUES)).rows == decoded.rows
 
 
-def test_envelopes_and_columns_match_the_struct_encoding() -> None:
-    batch = trigger(VALUES)
-    decoded = decode_engagements(batch)
-    fast = EnrichedRows(decoded.columns, batch, CONTENT, "engagement_enriched")
-    fast.write_envelopes()
+def reference_batch(batch: TriggerBatch, decoded: DecodedEngagements) -> EnrichedBatch:
+    """The record-by-record enrichment of ``decoded``: what the column path must reproduce."""
     reference = EnrichedBatch("engagement_enriched")
     for i, op, id_, cid, uid, event_type, ts_ms, _, duration, device, version_ms in decoded.rows:
         reference.add(
@@ -162,6 +160,15 @@ def test_envelopes_and_columns_match_the_struct_encoding() -> None:
             source_partition=batch.partitions[i],
             source_offset=batch.offsets[i],
         )
+    return reference
+
+
+def test_envelopes_and_columns_match_the_struct_encoding() -> None:
+    batch = trigger(VALUES)
+    decoded = decode_engagements(batch)
+    fast = EnrichedRows(decoded.columns, batch, CONTENT, "engagement_enriched")
+    fast.write_envelopes()
+    reference = reference_batch(batch, decoded)
     assert fast.envelopes == reference.envelopes
     assert fast.unknown == reference.unknown == sum(1 for r in decoded.rows if r[3] not in CONTENT)
     assert fast.to_arrow().equals(reference.to_arrow())
@@ -241,24 +248,9 @@ def test_clean_envelopes_columns_and_scores_match_the_reference() -> None:
     decoded = decode_engagements(batch)
     fast = EnrichedRows(decoded.columns, batch, CONTENT, "engagement_enriched")
     fast.write_envelopes()
-    reference = EnrichedBatch("engagement_enriched")
+    reference = reference_batch(batch, decoded)
     expected_totals: dict[tuple[int, str], int] = {}
-    for i, op, id_, cid, uid, event_type, ts_ms, _, duration, device, version_ms in decoded.rows:
-        reference.add(
-            id=id_,
-            content_id=cid,
-            user_id=uid,
-            event_type=event_type,
-            event_ts_ms=ts_ms,
-            duration_ms=duration,
-            device=device,
-            content=CONTENT.get(cid),
-            engagement_version_ms=version_ms,
-            deleted=op == "d",
-            source_topic=batch.topics[i],
-            source_partition=batch.partitions[i],
-            source_offset=batch.offsets[i],
-        )
+    for _, op, _, cid, _, _, ts_ms, _, duration, _, _ in decoded.rows:
         if duration is not None and op != "u":
             key = (ts_ms // 60_000, cid)
             centis = (duration + 5) // 10
