@@ -111,6 +111,7 @@ class DuckConnections:
                     str(path),
                     config={
                         "custom_user_agent": f"streamduck/{__version__}",
+                        "python_enable_replacements": True,  # the sink scans its Arrow tables by name
                         "checkpoint_threshold": LOCAL_CHECKPOINT_THRESHOLD,
                         "threads": LOCAL_THREADS,
                     },
@@ -132,6 +133,7 @@ class DuckConnections:
                 config={
                     "motherduck_token": token.get_secret_value(),
                     "custom_user_agent": f"streamduck/{__version__}",
+                    "python_enable_replacements": True,  # the sink scans its Arrow tables by name
                 },
             )
         except duckdb.Error as exc:

@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+# _ARROW_BY_NAME: the statements read the batch's Arrow tables through DuckDB's replacement scan, which finds a
+# table that is not in the catalog among the calling function's local variables (``_streamduck_*``; mapping
+# tables cannot be named so). It reads the same Arrow data as ``register`` without creating and dropping a
+# view in the catalog for every batch, which costs about 0.8 ms per statement.
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -110,7 +115,7 @@ class MotherDuckSink:
         self._marks: dict[tuple[str, ...], _Mark] = {}
 
     def write_batch(self, mapping: EventHubMapping, batch: DecodedBatch) -> BatchResult:
-        # One cursor per call: Arrow tables registered on it (streamduck_*) go away when it is closed.
+        # One cursor per call (DuckDB cursors are not shared between threads).
         token = mapping.token
         cur = self._connections.cursor(mapping.database, token)
         location = self._connections.location(mapping.database, token)
@@ -308,11 +313,11 @@ class MotherDuckSink:
     ) -> None:
         p = batch.partition
         if plan.rows.num_rows:
-            cur.register("streamduck_batch", plan.rows)
+            _streamduck_batch = plan.rows  # read by name in the SQL below (_ARROW_BY_NAME)
             body = "body::JSON" if m.body_format is BodyFormat.JSON else "body"
             cur.execute(
                 f"INSERT INTO {tables.target(m)} SELECT {body}, ?, ?, ?, sequence_number, event_offset, "
-                "enqueued_time, partition_key, properties, system_properties, ? FROM streamduck_batch",
+                "enqueued_time, partition_key, properties, system_properties, ? FROM _streamduck_batch",
                 [p.event_hub, p.consumer_group, p.partition_id, now],
             )
         if plan.parked:
@@ -325,12 +330,11 @@ class MotherDuckSink:
         bad = list(batch.bad)
         known = {b.index for b in bad}
         # Validate with DuckDB's own JSON parser: the one that types the JSON column.
-        cur.register(
-            "streamduck_bodies",
-            pa.table({"i": pa.array(range(batch.size), pa.int64()), "body": batch.table["body"]}),
+        _streamduck_bodies = pa.table(  # read by name in the SQL below (_ARROW_BY_NAME)
+            {"i": pa.array(range(batch.size), pa.int64()), "body": batch.table["body"]}
         )
         invalid = cur.execute(
-            "SELECT i FROM streamduck_bodies WHERE NOT json_valid(body) ORDER BY i"
+            "SELECT i FROM _streamduck_bodies WHERE NOT json_valid(body) ORDER BY i"
         ).fetchall()
         for (i,) in invalid:
             if i not in known:
@@ -349,7 +353,7 @@ class MotherDuckSink:
         idx = pa.array([b.index for b in parked], pa.int64())
         t = batch.table
         raw = pc.take(batch.raw, idx)
-        letters = pa.table(
+        _streamduck_dead = pa.table(  # read by name in the SQL below (_ARROW_BY_NAME)
             {
                 "sequence_number": pc.take(t["sequence_number"], idx),
                 "event_offset": pc.take(t["event_offset"], idx),
@@ -362,11 +366,10 @@ class MotherDuckSink:
                 "properties": pc.take(t["properties"], idx),
             }
         )
-        cur.register("streamduck_dead", letters)
         cur.execute(
             f"INSERT INTO {tables.control(m, tables.DEAD_LETTERS)} SELECT ?, ?, ?, ?, ?, "
             "sequence_number, event_offset, enqueued_time, "
-            "partition_key, kind, reason, body_bytes, raw, properties::JSON, ? FROM streamduck_dead",
+            "partition_key, kind, reason, body_bytes, raw, properties::JSON, ? FROM _streamduck_dead",
             [m.table, p.namespace, p.event_hub, p.consumer_group, p.partition_id, now],
         )
 
