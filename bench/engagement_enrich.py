@@ -25,10 +25,13 @@ from typing import Any
 
 import redis
 
+from shared.engagement.cdc import TriggerBatch, decode_engagements
 from shared.engagement.demo import Collect, content_rows, engagement_rows, registered
+from shared.engagement.enrich import EnrichedRows
 from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
-from shared.settings import load_settings
+from shared.engagement.leaderboard import PreparedScores
+from shared.settings import Settings, load_settings
 
 
 def _earlier_design(client: redis.Redis, prefix: str, values: list[bytes]) -> float:
@@ -44,6 +47,40 @@ def _earlier_design(client: redis.Redis, prefix: str, values: list[bytes]) -> fl
         pipe.expire(bucket, 900)
         pipe.execute()
     return time.perf_counter() - started
+
+
+def _phases_alone(
+    settings: Settings, run: str, content_batch: list[Any], batches: list[list[Any]]
+) -> dict[str, float]:
+    """Seconds each phase of the enrichment takes for ``batches`` when it runs alone (see ``main``)."""
+    floor = Pipeline(
+        settings.model_copy(
+            update={"redis_key_prefix": f"bench:{run}:alone:", "clickhouse_database": f"bench_{run}_alone"}
+        )
+    )
+    floor.content(content_batch)
+    floor.warehouse.ensure_schema()
+    prepared: list[tuple[EnrichedRows, PreparedScores]] = []
+    started = time.perf_counter()
+    for events in batches:
+        batch = TriggerBatch.from_events(events)
+        columns = decode_engagements(batch).columns
+        enriched = EnrichedRows(columns, batch, floor.store.get_many(columns.content_ids), settings.topic_out)
+        enriched.write_envelopes()
+        update = floor.leaderboard.prepare_totals(
+            batch.topics, batch.partitions, batch.offsets, enriched.score_totals(), enriched.scores
+        )
+        prepared.append((enriched, update))
+    python = time.perf_counter() - started
+    started = time.perf_counter()
+    for enriched, _ in prepared:
+        floor.warehouse.insert_enriched(enriched, scope="enrich")
+    clickhouse = time.perf_counter() - started
+    started = time.perf_counter()
+    for _, update in prepared:
+        update.apply()
+    script = time.perf_counter() - started
+    return {"python": python, "clickhouse_insert": clickhouse, "redis_script": script}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -115,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         published = len(out.items)
         measured = sum(len(b) for b in batches[1:])
         rows = pipeline.warehouse.query("SELECT count() FROM {db}.engagement_enriched FINAL")[0][0]
+        alone = _phases_alone(settings, run, content_batch, batches[1:])
 
         client = redis.Redis.from_url(args.redis_url)
         earlier_seconds = _earlier_design(client, f"bench:{run}:earlier:", values[args.batch :])
@@ -144,6 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],
         "earlier_per_event_redis_events_per_second": round(earlier),
         "ratio": round(ours / earlier, 2),
+        # The same batches once more, each phase on its own and back to back (fresh Redis keys and ClickHouse
+        # database): the Python part (decode, content lookup, enrichment, envelopes, leaderboard packing), the
+        # ClickHouse insert, the Redis script. The function overlaps the first two, never the last two.
+        **{f"{phase}_alone_ms_per_batch": round(seconds * per_batch, 2) for phase, seconds in alone.items()},
         "clickhouse_rows": int(rows),
         "published_envelopes": published,
         "cpu_count": os.cpu_count(),

@@ -1,0 +1,64 @@
+"""The benchmark commands run end to end on a few events and report what landed.
+
+Their speed is not asserted (it depends on the machine); their output is: every event reaches the table once,
+and every figure the README and the JSON promise is there and positive. Each runs in its own process, as
+``make bench`` runs it (chDB allows one engine per process).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _bench(module: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_eventhubs_benchmark_lands_every_event_and_reports_the_floor() -> None:
+    result = _bench(
+        "bench.eventhubs_ingest", "--events", "3000", "--batches", "100,1000", "--baseline-events", "500"
+    )
+    assert [run["batch"] for run in result["runs"]] == [100, 1000]
+    for run in result["runs"]:
+        assert run["rows_in_table"] == 3000
+        for figure in (
+            "events_per_s",
+            "events_per_s_including_checkpoint",
+            "baseline_multirow_values_events_per_s",
+            "function_ms_per_batch",
+            "decode_alone_ms_per_batch",
+            "insert_commit_alone_ms_per_batch",
+            "events_per_s_decode_and_insert_alone",
+        ):
+            assert run[figure] > 0, figure
+
+
+@pytest.mark.integration
+def test_enrichment_benchmark_lands_every_event_and_times_each_phase(redis_url: str) -> None:
+    result = _bench("bench.engagement_enrich", "--events", "3000", "--redis-url", redis_url)
+    assert result["clickhouse_rows"] == 3000  # the warm-up batch too
+    assert result["events"] == result["published_envelopes"] == 2000
+    for figure in (
+        "enrich_events_per_second",
+        "earlier_per_event_redis_events_per_second",
+        "python_alone_ms_per_batch",
+        "clickhouse_insert_alone_ms_per_batch",
+        "redis_script_alone_ms_per_batch",
+    ):
+        assert result[figure] > 0, figure
