@@ -214,7 +214,10 @@ def _offsets(values: list[Any]) -> pa.Array:
             return pa.array(values, pa.int64()).cast(pa.string())
         except OverflowError:
             pass
-    return pa.array([None if v is None else str(v) for v in values], pa.string())
+    try:
+        return pa.array(values, pa.string())  # texts (and None), converted without a Python loop
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _find_bad(bodies: Sequence[bytes], fmt: BodyFormat, max_bytes: int) -> list[BadEvent]:
@@ -246,10 +249,10 @@ def decode_batch(
     partition = _partition_of(metadata.partition_context, mapping, namespace)
 
     bodies = [e.get_body() for e in events]
-    sequence_numbers = [e.sequence_number for e in events]
+    sequence_numbers = pa.array([e.sequence_number for e in events], pa.int64())
     raw = pa.array(bodies, pa.binary())
 
-    if any(s is None for s in sequence_numbers):
+    if sequence_numbers.null_count:
         # Event Hubs always assigns sequence numbers; without them nothing can be deduplicated. Raise (host
         # problem, not bad input) so the retry policy holds the partition and the error is visible.
         raise TerminalError("an event of the batch has no sequence number in its trigger metadata")
@@ -273,7 +276,7 @@ def decode_batch(
     table = pa.table(
         {
             "body": body_col,
-            "sequence_number": pa.array(sequence_numbers, pa.int64()),
+            "sequence_number": sequence_numbers,
             "event_offset": _offsets([e.offset for e in events]),
             "enqueued_time": enqueued,
             "partition_key": pa.array([e.partition_key for e in events], pa.string()),
