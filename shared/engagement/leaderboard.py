@@ -124,23 +124,27 @@ class PreparedScores:
         """
         topics, partitions, offsets = self.topics, self.partitions, self.offsets
         n = len(offsets)
+        call = self._first
+        floor = self.leaderboard._run(call) if call is not None else None
+        if floor is None:  # the usual case: nothing of the batch was counted before
+            return 0
+        # Some records were counted already: from here on, per record (the scores are built only now).
         selected = list(range(n))
         chosen = self.scores
-        call = self._first
-        for _ in range(16):
-            if not selected:
-                return n
-            floor = self.leaderboard._run(call) if call is not None else None
-            if floor is None:
-                return n - len(selected)
+        for _ in range(15):
             selected = [
                 i
                 for i in selected
                 if offsets[i] < 0 or offsets[i] > floor.get((topics[i], partitions[i]), -1)
             ]
+            if not selected:
+                return n
             keep = set(selected)
             chosen = [s for s in chosen if s[0] in keep]
             call = self.leaderboard._pack(topics, partitions, offsets, selected, chosen)
+            floor = self.leaderboard._run(call) if call is not None else None
+            if floor is None:
+                return n - len(selected)
         raise TransientError("the offset watermark kept moving during the update", store="redis")
 
 

@@ -279,6 +279,25 @@ def test_replayed_and_resplit_batches_count_once(env: Env) -> None:
     assert env.pipeline.leaderboard.watermark(s.topic_engage, 0) == 149
 
 
+def test_partly_counted_batch_counts_only_its_new_records(env: Env) -> None:
+    setup_topics(env)
+    s = env.settings
+    contents = make_contents(3)
+    rows = make_events(contents, 90)
+    env.call("engagement_content_cdc", env.send(s.topic_content, content_msgs(contents)))
+    batch = env.send(s.topic_engage, engage_rows(rows))
+    env.call("engagement_enrich", batch[0:40])
+    with use_pipeline(env.pipeline):  # a rebalance redelivers from offset 20: half of it was counted
+        assert env.pipeline.enrich(batch[20:70]).already_counted == 20
+    env.call("engagement_enrich", batch[70:90])
+
+    now = T0_MS + 4 * 60_000
+    for minutes in (1, 5, 60):
+        assert env.pipeline.leaderboard.top(minutes, 10, now) == exp_top(exp_buckets(rows), minutes, now, 10)
+    assert env.pipeline.leaderboard.watermark(s.topic_engage, 0) == 89
+    assert sorted(final_rows(env)) == sorted(r["id"] for r in rows)
+
+
 def test_content_arriving_after_its_engagements(env: Env) -> None:
     setup_topics(env)
     s = env.settings
