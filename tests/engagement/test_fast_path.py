@@ -10,6 +10,7 @@ from typing import Any
 from shared.engagement.cdc import (
     ContentInfo,
     DecodedEngagements,
+    EngagementChange,
     RawRecord,
     TriggerBatch,
     _decode_clean,
@@ -93,6 +94,22 @@ def trigger(values: list[bytes | None]) -> TriggerBatch:
     )
 
 
+def _row(i: int, change: EngagementChange) -> tuple[Any, ...]:
+    """What a decoded batch holds for record ``i`` (without the event time text), from the record decoder."""
+    return (
+        i,
+        change.op,
+        change.id,
+        change.content_id,
+        change.user_id,
+        change.event_type,
+        change.event_ts_ms,
+        change.duration_ms,
+        change.device,
+        change.version_ms,
+    )
+
+
 def test_batch_decoder_matches_the_record_decoder() -> None:
     batch = trigger(VALUES)
     decoded = decode_engagements(batch)
@@ -106,20 +123,7 @@ def test_batch_decoder_matches_the_record_decoder() -> None:
         if change is None:
             tombstones += 1
             continue
-        expected_rows.append(
-            (
-                i,
-                change.op,
-                change.id,
-                change.content_id,
-                change.user_id,
-                change.event_type,
-                change.event_ts_ms,
-                change.duration_ms,
-                change.device,
-                change.version_ms,
-            )
-        )
+        expected_rows.append(_row(i, change))
     assert [(r[:7] + r[8:]) for r in decoded.rows] == expected_rows
     assert [(d.record.offset, d.kind) for d in decoded.dead] == expected_dead
     assert decoded.tombstones == tombstones == 1
@@ -215,20 +219,7 @@ def test_clean_batches_are_decoded_by_column_as_the_record_decoder_does() -> Non
     for i, record in enumerate(batch.records()):
         change = decode_engagement(record)
         assert change is not None
-        expected.append(
-            (
-                i,
-                change.op,
-                change.id,
-                change.content_id,
-                change.user_id,
-                change.event_type,
-                change.event_ts_ms,
-                change.duration_ms,
-                change.device,
-                change.version_ms,
-            )
-        )
+        expected.append(_row(i, change))
     assert [(r[:7] + r[8:]) for r in decoded.rows] == expected
     assert [r[7] for r in decoded.rows] == [iso_ms(r[6]) for r in decoded.rows]
     # any record the column checks do not pass sends the whole batch to the record-by-record path

@@ -177,6 +177,19 @@ def setup_topics(env: Env) -> None:
     env.create_topics(s.topic_content, s.topic_engage, s.topic_out)
 
 
+def known_content_stream(
+    env: Env, contents: int, events: int
+) -> tuple[list[dict[str, Any]], list[func.KafkaEvent]]:
+    """Topics, ``contents`` content rows applied by the CDC function, and ``events`` engagements of them sent
+    to the engagement topic: the engagement rows and the consumed batch (not enriched yet)."""
+    setup_topics(env)
+    s = env.settings
+    content = make_contents(contents)
+    rows = make_events(content, events)
+    env.call("engagement_content_cdc", env.send(s.topic_content, content_msgs(content)))
+    return rows, env.send(s.topic_engage, engage_rows(rows))
+
+
 def engage_rows(rows: list[dict[str, Any]]) -> list[tuple[str | None, bytes | None]]:
     return [(row["content_id"], dumps(row)) for row in rows]  # keyed by content_id, as the connector did
 
@@ -251,12 +264,8 @@ def json_ts(text: str) -> int:
 
 
 def test_replayed_and_resplit_batches_count_once(env: Env) -> None:
-    setup_topics(env)
     s = env.settings
-    contents = make_contents(3)
-    rows = make_events(contents, 150)
-    env.call("engagement_content_cdc", env.send(s.topic_content, content_msgs(contents)))
-    batch = env.send(s.topic_engage, engage_rows(rows))
+    rows, batch = known_content_stream(env, contents=3, events=150)
     for start in range(0, 150, 50):
         env.call("engagement_enrich", batch[start : start + 50])
     lb_before = env.pipeline.leaderboard.top(60, 10, T0_MS + 4 * 60_000)
@@ -280,12 +289,8 @@ def test_replayed_and_resplit_batches_count_once(env: Env) -> None:
 
 
 def test_partly_counted_batch_counts_only_its_new_records(env: Env) -> None:
-    setup_topics(env)
     s = env.settings
-    contents = make_contents(3)
-    rows = make_events(contents, 90)
-    env.call("engagement_content_cdc", env.send(s.topic_content, content_msgs(contents)))
-    batch = env.send(s.topic_engage, engage_rows(rows))
+    rows, batch = known_content_stream(env, contents=3, events=90)
     env.call("engagement_enrich", batch[0:40])
     with use_pipeline(env.pipeline):  # a rebalance redelivers from offset 20: half of it was counted
         assert env.pipeline.enrich(batch[20:70]).already_counted == 20
@@ -490,12 +495,8 @@ class _FailingClient:
 
 def test_redis_down_before_the_batch_then_retry_completes(env: Env) -> None:
     """Redis unreachable from the first call (the content lookup): nothing is written anywhere."""
-    setup_topics(env)
     s = env.settings
-    contents = make_contents(2)
-    rows = make_events(contents, 60)
-    env.call("engagement_content_cdc", env.send(s.topic_content, content_msgs(contents)))
-    batch = env.send(s.topic_engage, engage_rows(rows))
+    rows, batch = known_content_stream(env, contents=2, events=60)
     dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
     down = Pipeline(s, redis=dead, warehouse=env.pipeline.warehouse, clock=lambda: env.clock[0])
     with use_pipeline(down), pytest.raises(TransientError) as info:
