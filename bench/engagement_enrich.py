@@ -66,11 +66,7 @@ def _phases_alone(
         batch = TriggerBatch.from_events(events)
         columns = decode_engagements(batch).columns
         enriched = EnrichedRows(columns, batch, floor.store.get_many(columns.content_ids), settings.topic_out)
-        enriched.write_envelopes()
-        update = floor.leaderboard.prepare_totals(
-            batch.topics, batch.partitions, batch.offsets, enriched.score_totals(), enriched.scores
-        )
-        prepared.append((enriched, update))
+        prepared.append((enriched, floor.prepare_outputs(enriched, batch)))
     python = time.perf_counter() - started
     started = time.perf_counter()
     for enriched, _ in prepared:

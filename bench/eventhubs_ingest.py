@@ -118,6 +118,7 @@ def _floor(cur: duckdb.DuckDBPyConnection, batches: list[Any], settings: Any) ->
     bare ``BEGIN; INSERT ... SELECT; COMMIT`` of the decoded columns into a copy of the table (no watermark,
     no dead-letter check): the floor any exactly-once function over this engine starts from."""
     from shared.eventhubs.decode import decode_batch
+    from shared.eventhubs.sink import rows_insert_sql
 
     mapping = settings.mappings[0]
     cur.execute("CREATE TABLE bench.raw.floor AS SELECT * FROM bench.raw.events LIMIT 0")
@@ -131,10 +132,8 @@ def _floor(cur: duckdb.DuckDBPyConnection, batches: list[Any], settings: Any) ->
         ).table
         decoded = time.perf_counter()
         cur.execute("BEGIN TRANSACTION")
-        cur.execute(  # reads the table by name (DuckDB replacement scan), as the sink does
-            "INSERT INTO bench.raw.floor SELECT body::JSON, ?, ?, ?, sequence_number, event_offset, "
-            "enqueued_time, partition_key, properties, system_properties, ? FROM _streamduck_batch",
-            ["bench", "$Default", "0", now],
+        cur.execute(  # the sink's statement, which reads the table above by name
+            rows_insert_sql("bench.raw.floor", mapping.body_format), ["bench", "$Default", "0", now]
         ).fetchall()
         cur.execute("COMMIT")
         decode += decoded - started

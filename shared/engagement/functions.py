@@ -112,7 +112,7 @@ class Pipeline:
                     )
         return self._helper_pool
 
-    def _prepare_outputs(self, enriched: EnrichedRows, batch: TriggerBatch) -> PreparedScores:
+    def prepare_outputs(self, enriched: EnrichedRows, batch: TriggerBatch) -> PreparedScores:
         """The envelopes (kept on ``enriched``) and the packed leaderboard update of a batch (no I/O)."""
         enriched.write_envelopes()
         return self.leaderboard.prepare_totals(
@@ -150,7 +150,7 @@ class Pipeline:
         enriched = EnrichedRows(columns, batch, contents, self.settings.topic_out)
         self.warehouse.ensure_schema()
         self.warehouse.insert_dead_letters(decoded.dead, function=ENRICH_FUNCTION)
-        prepared = self._helper().submit(self._prepare_outputs, enriched, batch)
+        prepared = self._helper().submit(self.prepare_outputs, enriched, batch)
         try:
             self.warehouse.insert_enriched(enriched, scope="enrich")
         finally:

@@ -43,6 +43,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def rows_insert_sql(target: str, body_format: BodyFormat) -> str:
+    """The statement that inserts a batch's decoded rows, the Arrow table ``_streamduck_batch`` of the calling
+    function (_ARROW_BY_NAME), into ``target`` (a quoted name). Parameters: event hub, consumer group,
+    partition id, ingestion time. A ``json`` body is cast, which validates it."""
+    body = "body::JSON" if body_format is BodyFormat.JSON else "body"
+    return (
+        f"INSERT INTO {target} SELECT {body}, ?, ?, ?, sequence_number, event_offset, enqueued_time, "
+        "partition_key, properties, system_properties, ? FROM _streamduck_batch"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     """What one ``write_batch`` call did."""
@@ -314,10 +325,8 @@ class MotherDuckSink:
         p = batch.partition
         if plan.rows.num_rows:
             _streamduck_batch = plan.rows  # read by name in the SQL below (_ARROW_BY_NAME)
-            body = "body::JSON" if m.body_format is BodyFormat.JSON else "body"
             cur.execute(
-                f"INSERT INTO {tables.target(m)} SELECT {body}, ?, ?, ?, sequence_number, event_offset, "
-                "enqueued_time, partition_key, properties, system_properties, ? FROM _streamduck_batch",
+                rows_insert_sql(tables.target(m), m.body_format),
                 [p.event_hub, p.consumer_group, p.partition_id, now],
             )
         if plan.parked:
@@ -401,4 +410,4 @@ def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
         log.warning("rollback after a failed batch also failed (the batch was not applied): %s", exc)
 
 
-__all__ = ["BatchResult", "Clock", "MotherDuckSink", "StreamDuckError", "utc_now"]
+__all__ = ["BatchResult", "Clock", "MotherDuckSink", "StreamDuckError", "rows_insert_sql", "utc_now"]
