@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@test -x "$(PYTHON)" || { echo "python3.13 not found (PATH or pyenv 3.13.0)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e .
+	$(PY) -m pip install -q -r requirements-dev.txt -e ".[local]"
 	touch $@
 
 .PHONY: venv
