@@ -191,11 +191,13 @@ def translate_connect_error(
 
 
 def _first_line(text: str) -> str:
-    """The message without DuckDB's wrapping ("...threw an exception: ") and without its advice lines."""
-    inner = text.rsplit('threw an exception: "', 1)[-1]
+    """The message without DuckDB's wrapping ("...threw an exception: "...") and without its advice lines."""
+    marker = 'threw an exception: "'
+    wrapped = marker in text
+    inner = text.rsplit(marker, 1)[-1]
     for line in inner.splitlines():
         if line.strip():
-            return line.strip().rstrip('"')
+            return line.strip().removesuffix('"') if wrapped else line.strip()
     return text.strip()
 
 

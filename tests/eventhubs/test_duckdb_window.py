@@ -110,6 +110,7 @@ def test_a_failed_extension_download_is_transient_and_names_the_network() -> Non
     message = str(error)
     assert "'motherduck' extension" in message
     assert "Failed to download extension" in message
+    assert 'v1.5.6/linux_amd64/motherduck.duckdb_extension.gz"' in message  # the URL intact
     assert "/srv/duckdb/extensions" in message
     assert "NAT gateway" in message
 
