@@ -185,7 +185,7 @@ def translate_connect_error(
             f"`pip install duckdb=={(writer or '').lstrip('v') or '<newer>'}` in another environment): "
             f"`EXPORT DATABASE '<folder>'` on that file, then move the file away and run "
             f"`IMPORT DATABASE '<folder>'` on a new file at the same path with DuckDB {installed} "
-            "(README, 'DuckDB version and local files')"
+            "(docs/deploy.md, 'DuckDB on Flex Consumption')"
         )
     return None
 
