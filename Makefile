@@ -34,6 +34,10 @@ lint: venv ## ruff + mypy --strict
 test: venv ## Whole test suite: installs and starts local services, runs every test, stops them
 	bash scripts/test.sh
 
+.PHONY: package-size
+package-size: ## Install requirements.txt as the Functions remote build does; fail above 450 MB (LIMIT_MB=...)
+	PYTHON="$(PYTHON)" bash scripts/package-size.sh requirements.txt $(LIMIT_MB)
+
 .PHONY: services-up
 services-up: venv ## Install and start Redis, Kafka, Azurite, PostgreSQL on 127.0.0.1 (env in .services/env)
 	bash scripts/services.sh install

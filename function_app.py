@@ -3,6 +3,10 @@
 Bindings only: every function decodes nothing itself and calls into ``shared``. Settings are validated
 when the worker indexes this module, so a misconfigured app fails at start-up with a message naming the
 variable to fix instead of failing on the first event.
+
+Azure installs requirements.txt only: nothing on this path may import the local extra of pyproject.toml
+(chDB, the dev host's Kafka and Event Hubs clients, the CLI); tests/test_deployed_packages.py runs the app
+without it.
 """
 
 from __future__ import annotations

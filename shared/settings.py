@@ -20,6 +20,7 @@ Mappings keep the numbered variables of the earlier StreamDuck CLI::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -506,6 +507,14 @@ Settings.fixed_variables = tuple(
     _first_alias(name) for name, f in Settings.model_fields.items() if f.validation_alias is not None
 )
 
+
+def _aliases(field_name: str) -> tuple[str, ...]:
+    """Every variable name ``Settings.<field_name>`` is read from."""
+    alias = Settings.model_fields[field_name].validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else []
+    return tuple(c for c in choices if isinstance(c, str))
+
+
 _ALL_ALIASES: frozenset[str] = frozenset(
     choice
     for f in Settings.model_fields.values()
@@ -633,15 +642,94 @@ def _int_in_range(
     return value
 
 
+# App Service replaces an app setting of this form with the secret's value; when it cannot (no access, wrong
+# vault, secret or version), the app receives the reference text itself.
+# https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
+_KEY_VAULT_REFERENCE_RE = re.compile(r"^\s*@Microsoft\.KeyVault\(", re.IGNORECASE)
+KEY_VAULT_REFERENCES_DOC = "https://learn.microsoft.com/azure/app-service/app-service-key-vault-references"
+
+# Set by App Service on every instance of an app running in Azure (never locally).
+# https://learn.microsoft.com/azure/app-service/reference-app-settings
+AZURE_INSTANCE_VARIABLE = "WEBSITE_INSTANCE_ID"
+RUN_FROM_PACKAGE_DOC = (
+    "https://learn.microsoft.com/azure/azure-functions/run-functions-from-deployment-package"
+)
+
+
+def _reads(variable: str) -> bool:
+    """Whether StreamDuck reads ``variable`` (a fixed setting or a known numbered mapping variable)."""
+    if variable in _ALL_ALIASES:
+        return True
+    match = _MAPPING_KEY_RE.fullmatch(variable)
+    if match is None:
+        return False
+    prefix, _, suffix = match.groups()
+    return f"{prefix}_{{n}}" + (f"_{suffix}" if suffix else "") in MAPPING_VARIABLES
+
+
+def _unresolved_key_vault_references(env: Mapping[str, str]) -> dict[str, str]:
+    """Every setting StreamDuck reads whose value is still a ``@Microsoft.KeyVault(...)`` reference."""
+    return {
+        name: (
+            f"still the Key Vault reference {value.strip()!r}: App Service could not resolve it, so the app "
+            "would use that text as the value. Grant the app's identity the Key Vault Secrets User role on "
+            "the vault, or correct the vault and secret name (or the secret URI), for example "
+            f"{name}=@Microsoft.KeyVault(VaultName=my-vault;SecretName=my-secret); see "
+            f"{KEY_VAULT_REFERENCES_DOC}"
+        )
+        for name, value in env.items()
+        if _reads(name) and _KEY_VAULT_REFERENCE_RE.match(value)
+    }
+
+
+def _chdb_problem(clickhouse_host: str | None) -> str | None:
+    """Without ``CLICKHOUSE_HOST`` the engagement functions use embedded chDB, which only local installs have."""
+    if clickhouse_host or importlib.util.find_spec("chdb") is not None:
+        return None
+    example = _example_for("CLICKHOUSE_HOST")
+    return (
+        "missing: without it the engagement functions use embedded ClickHouse (chDB), which is not installed "
+        "(the deployed app has no chDB). Set the ClickHouse server, for example "
+        f"CLICKHOUSE_HOST={example}, or for local runs install chDB with pip install 'streamduck[local]'"
+    )
+
+
+def _local_files_in_azure_problem(
+    env: Mapping[str, str], mappings: tuple[EventHubMapping, ...]
+) -> str | None:
+    """In Azure every mapping needs a MotherDuck token: local DuckDB files would go under the read-only mount."""
+    if not env.get(AZURE_INSTANCE_VARIABLE, "").strip():
+        return None
+    if any(env.get(name, "").strip() for name in _aliases("motherduck_token")):
+        return None
+    without = [m for m in mappings if m.token is None]
+    if not without:
+        return None
+    numbers = ", ".join(str(m.index) for m in without)
+    return (
+        f"missing: the app runs in Azure ({AZURE_INSTANCE_VARIABLE} is set) and Event Hubs mapping(s) {numbers} "
+        "have no MotherDuck token, so they would write local DuckDB files, and the app's files are a "
+        f"read-only package mount there ({RUN_FROM_PACKAGE_DOC}). Set MotherDuck's token, for example "
+        "MOTHERDUCK_TOKEN=@Microsoft.KeyVault(VaultName=my-vault;SecretName=motherduck-token), or "
+        "MOTHERDUCK_N_TOKEN for one mapping"
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings from ``environ`` (default: the process environment).
 
-    Raises :class:`~shared.errors.ConfigError` listing every problem, each with the variable to fix.
+    Raises :class:`~shared.errors.ConfigError` listing every problem, each with the variable to fix. Beside
+    each value's own rules it checks what only Azure gets wrong: a Key Vault reference App Service could not
+    resolve, local DuckDB files while running in Azure, and embedded ClickHouse where chDB is not installed.
     """
     env = dict(os.environ if environ is None else environ)
     problems: dict[str, str] = {}
+    unresolved = _unresolved_key_vault_references(env)
     mappings = _parse_mappings(env, problems)
-    fixed = {k: v for k, v in env.items() if k in _ALL_ALIASES and v != ""}
+    # An unresolved reference is reported as such, not as whatever its text breaks further on.
+    fixed = {k: v for k, v in env.items() if k in _ALL_ALIASES and v != "" and k not in unresolved}
+    if (chdb := _chdb_problem(fixed.get("CLICKHOUSE_HOST"))) is not None:
+        problems["CLICKHOUSE_HOST"] = chdb
     settings: Settings | None = None
     try:
         settings = Settings.model_validate(fixed)
@@ -654,6 +742,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             suggested = f"{variable}=" in err["msg"]  # the message already says what to set
             hint = f", for example {variable}={example}" if example and not suggested else ""
             problems[variable] = f"{err['msg']}{hint}"
+    if (local := _local_files_in_azure_problem(env, mappings)) is not None:
+        problems.setdefault("MOTHERDUCK_TOKEN", local)
+    problems.update(unresolved)
     if problems or settings is None:
         raise ConfigError(problems)
     return settings.model_copy(update={"mappings": mappings})

@@ -6,35 +6,50 @@ reply error is a bug or a misconfiguration -> :class:`TerminalError`.
 
 Microsoft Entra ID: Azure Managed Redis is provisioned with Entra ID only, so ``REDIS_URL`` carries no
 password there. When the URL has no password and ``AZURE_CLIENT_ID`` (the app's user-assigned identity) is
-set, or ``REDIS_ENTRA_AUTH`` is true, connections sign in with an access token for
-``https://redis.azure.com/.default`` from azure-identity (``ManagedIdentityCredential`` for
-``AZURE_CLIENT_ID``, else ``DefaultAzureCredential``) as the password and the identity's object id (the
-token's ``oid`` claim) as the user name. :class:`EntraIdCredentialProvider` renews the token before it expires
-and hands it to redis-py, which re-authenticates the pooled connections (``AUTH``) without dropping them.
+set, or ``REDIS_ENTRA_AUTH`` is true, connections sign in with Microsoft's ``redis-entraid`` credential provider
+(``create_from_managed_identity`` for ``AZURE_CLIENT_ID``, else ``create_from_default_azure_credential``): the
+user name is the identity's object id (the token's ``oid`` claim), the password an access token for Redis.
+The provider renews the token in the background (at 70% of its lifetime) and redis-py re-authenticates the
+pooled connections (``AUTH``) without dropping them. Errors getting a token are translated here too.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
-from redis.auth.token import SimpleToken
-from redis.credentials import StreamingCredentialProvider
+from redis.auth.err import InvalidTokenSchemaErr, RequestTokenErr, TokenRenewalErr
+from redis.auth.token_manager import RetryPolicy, TokenManagerConfig
+from redis_entraid.cred_provider import (
+    EntraIdCredentialsProvider,
+    create_from_default_azure_credential,
+    create_from_managed_identity,
+)
+from redis_entraid.identity_provider import (
+    DefaultAzureCredentialProvider,
+    ManagedIdentityIdType,
+    ManagedIdentityType,
+)
 
 from shared.errors import ConfigError, StreamDuckError, TerminalError, TransientError
 
 STORE = "redis"
 ENTRA_SCOPE = "https://redis.azure.com/.default"
+ENTRA_RESOURCE = "https://redis.azure.com/"  # the same audience, as the managed identity endpoint names it
+# redis-entraid's defaults, except 100 ms (not 3 ms) between the 3 retries of a failed token request.
+_TOKEN_MANAGER = TokenManagerConfig(
+    expiration_refresh_ratio=0.7,  # renew when 70% of the token's lifetime has passed
+    lower_refresh_bound_millis=0,
+    token_request_execution_timeout_in_ms=100,
+    retry_policy=RetryPolicy(max_attempts=3, delay_in_ms=100),
+)
 
 log = logging.getLogger("streamduck.redis")
 
@@ -49,10 +64,17 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# What redis-entraid / redis-py's token manager raise when no usable token can be had (not RedisError).
+_TOKEN_ERRORS: tuple[type[Exception], ...] = (RequestTokenErr, InvalidTokenSchemaErr, TokenRenewalErr)
+_CAUGHT: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError, *_TOKEN_ERRORS)
+
+
 def translate_redis_error(exc: BaseException) -> StreamDuckError:
-    """The StreamDuck error for a redis-py exception."""
+    """The StreamDuck error for a redis-py (or Entra ID token) exception."""
     if isinstance(exc, StreamDuckError):
         return exc
+    if isinstance(exc, _TOKEN_ERRORS):
+        return translate_token_error(exc)
     if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
         return ConfigError({"REDIS_URL": f"Redis refused the credentials: {exc}"})
     if isinstance(exc, _TRANSIENT):
@@ -69,7 +91,7 @@ def redis_errors() -> Iterator[None]:
     """Translate redis-py exceptions raised in the block."""
     try:
         yield
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except _CAUGHT as exc:
         raise translate_redis_error(exc) from exc
 
 
@@ -92,143 +114,63 @@ class TokenCredentialLike(Protocol):
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessTokenLike: ...
 
 
-def token_object_id(token: str) -> str:
-    """The ``oid`` claim (object id of the signed-in identity) of a JWT access token, not verified."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        oid = claims["oid"]
-    except (IndexError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            {"REDIS_URL": f"the Entra ID access token for Redis has no object id (oid claim): {exc!r}"}
-        ) from None
-    if not isinstance(oid, str) or not oid:
-        raise ConfigError({"REDIS_URL": "the Entra ID access token for Redis has an empty object id (oid)"})
-    return oid
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: redis-entraid puts the credential's exception in ``args[0]`` and the chain."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(a for a in current.args if isinstance(a, BaseException))
+        todo.extend(c for c in (current.__cause__, current.__context__) if c is not None)
 
 
-class EntraIdCredentialProvider(StreamingCredentialProvider):
-    """Redis credentials from Microsoft Entra ID: user name = the identity's object id, password = a token.
+def translate_token_error(exc: BaseException) -> StreamDuckError:
+    """No Entra ID token for Redis: no identity at all -> :class:`ConfigError` naming the setting to fix; a token
+    that is not a JWT with ``exp`` -> :class:`ConfigError`; anything else (the token endpoint unreachable,
+    throttled, timing out) -> :class:`TransientError`."""
+    from azure.identity import CredentialUnavailableError
 
-    A token is renewed ``refresh_margin`` seconds before it expires (at most half its lifetime): by
-    :meth:`get_credentials` when a connection is opened, and by a timer that hands the new token to redis-py,
-    which sends ``AUTH`` on every pooled connection. A failed renewal is retried every ``retry_seconds`` while
-    the current token lasts. Errors getting a token surface as redis-py errors (so as StreamDuck errors):
-    no identity available -> :class:`redis.exceptions.AuthenticationError` (configuration), anything else ->
-    :class:`redis.exceptions.ConnectionError` (transient).
+    causes = list(_causes(exc))
+    if any(isinstance(c, CredentialUnavailableError) for c in causes):
+        return ConfigError(
+            {
+                "AZURE_CLIENT_ID": "no Azure identity to sign in to Redis with Entra ID (REDIS_URL has no "
+                f"password): {exc}; set AZURE_CLIENT_ID to the app's user-assigned identity (locally: az login), "
+                "or put a password in REDIS_URL"
+            }
+        )
+    if any(isinstance(c, InvalidTokenSchemaErr) for c in causes):
+        return ConfigError({"REDIS_URL": f"the Entra ID access token for Redis is not usable: {exc}"})
+    return TransientError(f"Entra ID token for Redis: {type(exc).__name__}: {exc}", store=STORE, cause=exc)
+
+
+def entra_credential_provider(
+    environ: Mapping[str, str] | None = None, *, credential: TokenCredentialLike | None = None
+) -> EntraIdCredentialsProvider:
+    """redis-entraid's credential provider for ``https://redis.azure.com``.
+
+    ``AZURE_CLIENT_ID`` set: the app's user-assigned managed identity (``create_from_managed_identity``); else
+    ``create_from_default_azure_credential`` (a developer's ``az login``, environment credentials, a
+    system-assigned identity). ``credential`` (any azure-core ``TokenCredential``) replaces both (tests).
     """
-
-    def __init__(
-        self,
-        credential: TokenCredentialLike,
-        *,
-        scope: str = ENTRA_SCOPE,
-        refresh_margin: float = 300.0,
-        retry_seconds: float = 30.0,
-        clock: Callable[[], float] = time.time,
-        background: bool = True,
-    ) -> None:
-        self.credential = credential
-        self.scope = scope
-        self.refresh_margin = refresh_margin
-        self.retry_seconds = retry_seconds
-        self.clock = clock
-        self.background = background
-        self._lock = threading.Lock()
-        self._token: AccessTokenLike | None = None
-        self._username = ""
-        self._received_at = 0.0
-        self._next: list[Callable[[Any], None]] = []
-        self._errors: list[Callable[[Exception], None]] = []
-        self._timer: threading.Timer | None = None
-
-    # redis-py's StreamingCredentialProvider
-    def on_next(self, callback: Callable[[Any], None]) -> None:
-        self._next.append(callback)
-
-    def on_error(self, callback: Callable[[Exception], None]) -> None:
-        self._errors.append(callback)
-
-    def is_streaming(self) -> bool:
-        return True
-
-    def get_credentials(self) -> tuple[str, str]:
-        with self._lock:
-            token = self._token
-            if token is None or self.clock() >= self.refresh_at(token):
-                token = self._fetch()
-            return self._username, token.token
-
-    async def get_credentials_async(self) -> tuple[str, str]:
-        return self.get_credentials()
-
-    def refresh_at(self, token: AccessTokenLike) -> float:
-        """When ``token`` is renewed: ``refresh_margin`` before it expires, at most half its lifetime."""
-        lifetime = max(token.expires_on - self._received_at, 0.0)
-        return token.expires_on - min(self.refresh_margin, lifetime / 2)
-
-    def refresh(self) -> bool:
-        """Renew the token now if it is due and hand it to the connections; whether a new token was taken."""
-        with self._lock:
-            current = self._token
-            if current is not None and self.clock() < self.refresh_at(current):
-                self._schedule(self.refresh_at(current))
-                return False
-            try:
-                token = self._fetch()
-            except redis.exceptions.RedisError as exc:
-                log.warning(
-                    "Redis Entra ID token renewal failed, retrying in %.0f s: %s", self.retry_seconds, exc
-                )
-                self._schedule(self.clock() + self.retry_seconds)
-                return False
-            if current is not None and token.expires_on <= current.expires_on:
-                self._schedule(
-                    self.clock() + self.retry_seconds
-                )  # the credential still hands out the old one
-                return False
-            update = SimpleToken(
-                token.token, token.expires_on * 1000.0, self._received_at * 1000.0, {"oid": self._username}
-            )
-            callbacks = list(self._next)
-        for callback in callbacks:
-            callback(update)
-        return True
-
-    def close(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    def _fetch(self) -> AccessTokenLike:
-        """A new token from the credential (caller holds the lock); schedules the next renewal."""
-        from azure.core.exceptions import ClientAuthenticationError
-        from azure.identity import CredentialUnavailableError
-
-        try:
-            token = self.credential.get_token(self.scope)
-        except CredentialUnavailableError as exc:
-            raise redis.exceptions.AuthenticationError(
-                f"no Azure identity for Redis Entra ID auth: {exc}"
-            ) from exc
-        except ClientAuthenticationError as exc:
-            raise redis.exceptions.ConnectionError(f"Entra ID token for Redis: {exc}") from exc
-        self._username = token_object_id(token.token)
-        self._received_at = self.clock()
-        self._token = token
-        self._schedule(self.refresh_at(token))
-        return token
-
-    def _schedule(self, at: float) -> None:
-        if not self.background:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = threading.Timer(max(at - self.clock(), 1.0), self.refresh)
-        self._timer.daemon = True
-        self._timer.name = "redis-entra-token"
-        self._timer.start()
+    if credential is not None:
+        idp = DefaultAzureCredentialProvider(credential, (ENTRA_SCOPE,))
+        return EntraIdCredentialsProvider(idp, _TOKEN_MANAGER)
+    env = os.environ if environ is None else environ
+    client_id = env.get("AZURE_CLIENT_ID", "").strip()
+    if client_id:
+        return create_from_managed_identity(
+            identity_type=ManagedIdentityType.USER_ASSIGNED,
+            resource=ENTRA_RESOURCE,
+            id_type=ManagedIdentityIdType.CLIENT_ID,
+            id_value=client_id,
+            token_manager_config=_TOKEN_MANAGER,
+        )
+    return create_from_default_azure_credential((ENTRA_SCOPE,), token_manager_config=_TOKEN_MANAGER)
 
 
 def use_entra_auth(url: str, *, entra: bool = False, environ: Mapping[str, str] | None = None) -> bool:
@@ -241,17 +183,6 @@ def use_entra_auth(url: str, *, entra: bool = False, environ: Mapping[str, str] 
     if password:
         return False
     return entra or bool(env.get("AZURE_CLIENT_ID", "").strip())
-
-
-def entra_credential(environ: Mapping[str, str] | None = None) -> TokenCredentialLike:
-    """``ManagedIdentityCredential`` of ``AZURE_CLIENT_ID`` when set, else ``DefaultAzureCredential``."""
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    env = os.environ if environ is None else environ
-    client_id = env.get("AZURE_CLIENT_ID", "").strip()
-    if client_id:
-        return ManagedIdentityCredential(client_id=client_id)
-    return DefaultAzureCredential()
 
 
 # --------------------------------------------------------------------------------------- clients
@@ -270,7 +201,7 @@ def redis_client(
     """One client (connection pool) per URL per process; thread-safe.
 
     Signs in with Microsoft Entra ID when :func:`use_entra_auth` says so (``entra`` is ``REDIS_ENTRA_AUTH``);
-    ``credential`` replaces the azure-identity credential (tests).
+    ``credential`` (an azure-core ``TokenCredential``) replaces the azure-identity credential (tests).
     """
     with_entra = use_entra_auth(url, entra=entra, environ=environ)
     key = (url, with_entra)
@@ -282,9 +213,9 @@ def redis_client(
                 "socket_timeout": 30,
                 "health_check_interval": 30,
             }
-            provider: EntraIdCredentialProvider | None = None
+            provider: EntraIdCredentialsProvider | None = None
             if with_entra:
-                provider = EntraIdCredentialProvider(credential or entra_credential(environ))
+                provider = entra_credential_provider(environ, credential=credential)
                 options["credential_provider"] = provider
                 username = urlsplit(url).username
                 if username:
