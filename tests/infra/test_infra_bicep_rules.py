@@ -178,12 +178,27 @@ def test_workbook_and_alert_rules() -> None:
     titles = " ".join(str(item["content"].get("title", "")) for item in document["items"]).lower()
     for topic in ("ingestion rate", "failed", "retries", "dead-letter", "lag"):
         assert topic in titles, f"workbook lacks a tile about {topic}"
-    alerts = {
-        body(a)["properties"]["displayName"]
-        for a in of_type("observability.bicep", "Microsoft.Insights/scheduledQueryRules")
+    rules = {
+        name: body(a)["properties"]
+        for name, a in resources("observability.bicep").items()
+        if a["type"] == "Microsoft.Insights/scheduledQueryRules"
     }
-    assert any("failed" in a for a in alerts), alerts
-    assert any("dead-letter" in a for a in alerts), alerts
+    assert set(rules) == {"deadLetterAlert", "lagAlert", "jobFailureAlert", "stalledAlert"}
+    for name, rule in rules.items():
+        assert rule["scopes"] == ["workspaceId"], name
+        assert rule["actions"]["actionGroups"] == "alertActions", name
+        (criterion,) = rule["criteria"]["allOf"]
+        assert criterion["operator"] == "GreaterThan", name
+        assert all(d["name"] in criterion["query"] for d in criterion.get("dimensions", [])), name
+        if "metricMeasureColumn" in criterion:
+            assert f"{criterion['metricMeasureColumn']} = " in criterion["query"], name
+    assert rules["deadLetterAlert"]["criteria"]["allOf"][0]["threshold"] == 0
+    assert rules["lagAlert"]["criteria"]["allOf"][0]["threshold"] == "lagThresholdSeconds"
+    assert rules["jobFailureAlert"]["criteria"]["allOf"][0]["threshold"] == "failureThreshold"
+    assert "stalledMinutes" in str(rules["stalledAlert"]["windowSize"])
+    params = body(parse_bicep(MAIN_BICEP)["modules"]["observability"])["params"]
+    assert params["lagThresholdSeconds"] == "alertLagSeconds"
+    assert params["stalledMinutes"] == "alertStalledMinutes"
 
 
 def test_outputs_are_upper_snake() -> None:
