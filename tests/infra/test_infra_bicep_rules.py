@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from .infra_helpers import BICEP_FILES, INFRA, MAIN_BICEP, Json, body, parse_bicep, strings, walk
+from .infra_helpers import BICEP_FILES, DEPLOY_DOC, INFRA, MAIN_BICEP, Json, body, parse_bicep, strings, walk
 
 APP = INFRA / "app"
 
@@ -116,6 +116,30 @@ def test_kafka_namespace_is_separate_and_sas_is_limited_to_listen_and_send() -> 
     for rule in rules:
         assert set(body(rule)["properties"]["rights"]) <= {"Listen", "Send"}, "no Manage rights for SAS"
     assert not any(r["type"].endswith("authorizationRules") for r in resources("eventhubs.bicep").values())
+
+
+def test_docs_say_the_kafka_namespace_keeps_azures_root_key() -> None:
+    """SAS on means Azure's RootManageSharedAccessKey (Manage) works too: the docs must not hide it."""
+    (namespace,) = of_type("kafka.bicep", "Microsoft.EventHub/namespaces")
+    assert body(namespace)["properties"]["disableLocalAuth"] is False
+    names = {
+        body(r)["name"] for r in of_type("kafka.bicep", "Microsoft.EventHub/namespaces/authorizationRules")
+    }
+    assert "RootManageSharedAccessKey" not in names, "StreamDuck must not use the root rule"
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    decision = text.split("## Kafka authentication: the decision", 1)[1].split("\n## ", 1)[0]
+    for needed in (
+        "RootManageSharedAccessKey",
+        "listKeys",
+        "keys renew",
+        "--name RootManageSharedAccessKey",
+        "disableLocalAuth",
+        "OAUTHBEARER",
+        "SCRAM",
+        "no managed-identity mode",
+    ):
+        assert needed in decision, f"docs/deploy.md Kafka decision lacks {needed!r}"
+    assert "only two" not in decision.lower()
 
 
 def test_flex_subnet_delegation_is_microsoft_app_environments() -> None:

@@ -248,3 +248,47 @@ def test_the_apps_identity_may_publish_to_application_insights() -> None:
     assert rbac["variables"]["monitoringMetricsPublisher"]["value"] == "3913510d-42f4-4e42-8a64-420c390055eb"
     app = body(parse_bicep(MAIN_BICEP)["modules"]["rbacApp"])["params"]
     assert "identity" in set(strings(app["principalId"])), "the role goes to the app's identity"
+
+
+# ------------------------------------------------------------------------------- the cost arithmetic of the docs
+ON_DEMAND_PER_GB_S = (
+    0.000026  # Flex Consumption on demand, East US, https://azure.microsoft.com/pricing/details/functions/
+)
+ALWAYS_READY_BASELINE_PER_GB_S = 0.000004
+FREE_GB_S = 100_000
+MONTH_S = 730 * 3600
+MINIMUM_BILLED_S = 1  # https://learn.microsoft.com/azure/azure-functions/functions-consumption-costs
+
+
+def _runs_per_month(schedule: str) -> int:
+    """Runs in 30 days of a six-field NCRONTAB schedule of the forms the defaults use."""
+    second, minute, hour, *_ = schedule.split()
+    assert second.isdigit(), schedule
+    per_hour = 60 if minute == "*" else 60 // int(minute.removeprefix("*/")) if minute.startswith("*/") else 1
+    per_day = 24 if hour == "*" else 1
+    return per_hour * per_day * 30
+
+
+def test_cost_section_shows_the_arithmetic_of_the_deployed_defaults() -> None:
+    from shared.settings import Settings
+
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    cost = text.split("## Rough monthly cost", 1)[1].split("\n## ", 1)[0]
+    main = parse_bicep(MAIN_BICEP)["parameters"]
+    gb = main["instanceMemoryMB"]["default"] / 1024
+    assert gb == 2
+
+    busy = gb * MONTH_S * ON_DEMAND_PER_GB_S
+    assert f"${busy:,.2f}" in cost  # one instance busy all month
+    leaderboard = _runs_per_month(str(Settings.model_fields["leaderboard_schedule"].default))
+    assert leaderboard == 43_200 and f"{leaderboard:,} runs" in cost
+    timer_gb_s = leaderboard * MINIMUM_BILLED_S * gb
+    assert f"{timer_gb_s:,.0f} GB-s" in cost
+    assert f"{timer_gb_s / FREE_GB_S:.0%}".replace("%", " %") in cost
+    upkeep = _runs_per_month(str(Settings.model_fields["clickhouse_upkeep_schedule"].default))
+    assert f"{upkeep:,} runs" in cost and f"{upkeep * gb:,.0f} GB-s" in cost
+    compaction = 30 * main["compactionBudgetSeconds"]["default"] * gb
+    assert f"{compaction:,.0f} GB-s" in cost
+    assert f"${gb * MONTH_S * ALWAYS_READY_BASELINE_PER_GB_S:,.2f}" in cost
+    egress_gb = 200 * 1000 * MONTH_S / 1e9
+    assert f"{egress_gb:,.0f} GB" in cost and f"${(round(egress_gb) - 100) * 0.087:,.0f}" in cost
