@@ -11,6 +11,7 @@ Names compare case-insensitively, as Azure compares them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 from .infra_helpers import (
@@ -213,6 +214,15 @@ def test_runtime_scale_and_deployment_come_from_function_app_config() -> None:
     config = properties["functionAppConfig"]
     assert set(config) == {"deployment", "scaleAndConcurrency", "runtime"}
     assert set(config["scaleAndConcurrency"]) == {"maximumInstanceCount", "instanceMemoryMB"}
+
+
+def test_the_documented_azure_check_lists_every_deprecated_app_setting() -> None:
+    """docs/deploy.md gives an `az` query for the deployed app; it checks the same table as this test."""
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    command = text.split("az functionapp config appsettings list", 1)[1].split("\n\n", 1)[0]
+    checked = set(re.findall(r"'([A-Z0-9_]+)'", command))
+    backend_set = {"FUNCTIONS_EXTENSION_VERSION"}  # "App Setting is set by the backend": Azure shows it
+    assert checked == set(DEPRECATED_SETTINGS) - backend_set
 
 
 # ------------------------------------------------------------------------------- Application Insights (Entra)
