@@ -138,6 +138,8 @@ var appSettingsForCode = concat(streamduckSettings, kafkaPasswordSettings, flatt
 // What `func start` needs to run against these resources from a developer machine (signed in with
 // `az login`): no credential/clientId keys, so the host and SDKs use the developer's identity.
 // infra/hooks/postprovision.* resolves the Key Vault references and writes local.settings.json.
+// FUNCTIONS_WORKER_RUNTIME is for Core Tools only: on Flex Consumption it is deprecated and the runtime comes
+// from functionAppConfig.runtime, so it is never in the site's app settings.
 var localHostSettings = [
   { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'python' }
   { name: 'AzureWebJobsStorage__blobServiceUri', value: storageBlobEndpoint }
@@ -156,7 +158,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
     tier: 'FlexConsumption'
   }
   properties: {
-    reserved: true // Linux
+    reserved: true // Linux; the plan's property, as in Microsoft's Flex Consumption samples (not the site's isReserved)
   }
 }
 
@@ -173,6 +175,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       '${identityId}': {}
     }
   }
+  // Site properties: none of them is in the Flex deprecations table; virtualNetworkSubnetId is how Flex
+  // Consumption joins a subnet (flex-consumption-how-to, "Enable virtual network integration").
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
