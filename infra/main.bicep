@@ -173,9 +173,8 @@ param alertLagSeconds int = 300
   15
   30
   45
-  60
 ])
-@description('Alert when a mapping receives events but writes none for this many minutes.')
+@description('Alert when a mapping receives events but writes none for this many minutes (the log alert window).')
 param alertStalledMinutes int = 15
 
 @description('Further app settings as [{name, value}] for the optional tuning variables listed in docs/deploy.md.')

@@ -27,7 +27,6 @@ param lagThresholdSeconds int = 300
   15
   30
   45
-  60
 ])
 @description('Minutes with events received but none written (or dead-lettered or replayed) before a mapping counts as stalled.')
 param stalledMinutes int = 15
