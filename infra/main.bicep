@@ -164,6 +164,19 @@ param logRetentionDays int = 30
 @description('E-mail address that receives the alerts; empty creates the alert rules without a notification.')
 param alertEmail string = ''
 
+@minValue(1)
+@description('Alert when the end-to-end lag of a mapping or Kafka topic (streamduck.*.lag) exceeds this many seconds.')
+param alertLagSeconds int = 300
+
+@allowed([
+  10
+  15
+  30
+  45
+])
+@description('Alert when a mapping receives events but writes none for this many minutes (the log alert window).')
+param alertStalledMinutes int = 15
+
 @description('Further app settings as [{name, value}] for the optional tuning variables listed in docs/deploy.md.')
 param extraAppSettings array = []
 
@@ -439,10 +452,10 @@ module observability 'app/observability.bicep' = {
     namePrefix: resourceToken
     workspaceId: monitoring.outputs.workspaceId
     appInsightsId: monitoring.outputs.appInsightsId
-    eventHubsNamespaceId: eventHubs.outputs.id
-    kafkaNamespaceId: kafka.outputs.namespaceId
     functionAppName: functionAppName
     alertEmail: alertEmail
+    lagThresholdSeconds: alertLagSeconds
+    stalledMinutes: alertStalledMinutes
   }
 }
 

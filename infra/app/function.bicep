@@ -1,5 +1,13 @@
 // The StreamDuck function app on Flex Consumption (Python 3.13) with its app settings.
 //
+// Flex Consumption takes its runtime, scale and deployment from properties.functionAppConfig; the app settings
+// and site properties listed in "Flex Consumption plan deprecations" must not be set (some, such as
+// siteConfig.ftpsState, are rejected with ARM error 51021). tests/infra/test_infra_flex_consumption.py keeps
+// that list and fails if one of them appears here. Pages checked:
+//   https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
+//   https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan
+//   https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to
+//
 // App settings are declared in the *Settings variables below; tests/infra/test_infra_settings_drift.py checks
 // them against shared/settings.py: every variable the code reads is set here or listed as user-supplied
 // in docs/deploy.md, and every StreamDuck setting set here is read by the code.
@@ -53,7 +61,9 @@ param extraAppSettings array = []
 
 var kvPrefix = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='
 
-// Host settings: identity-based connections (no connection strings, no keys).
+// Host settings: identity-based connections (no connection strings, no keys). None of them is in the Flex
+// deprecations table; AzureWebJobsStorage__* is the host storage, which Flex Consumption still needs
+// (https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity).
 var hostSettings = [
   { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
   { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
@@ -63,9 +73,17 @@ var hostSettings = [
   { name: 'EventHubConnection__fullyQualifiedNamespace', value: eventHubsNamespaceFqdn }
   { name: 'EventHubConnection__credential', value: 'managedidentity' }
   { name: 'EventHubConnection__clientId', value: identityClientId }
+  // Application Insights with Entra ID only (local auth is off on the resource): the host and the Python worker
+  // send telemetry as the user-assigned identity, which holds Monitoring Metrics Publisher on the resource
+  // (rbac.bicep). https://learn.microsoft.com/azure/azure-functions/functions-app-settings#applicationinsights_authentication_string
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
   { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identityClientId};Authorization=AAD' }
-  // azure-identity (Redis Entra ID tokens, SDK clients) picks the user-assigned identity from this.
+  // With "telemetryMode": "OpenTelemetry" in host.json, lets the Python worker export its own OpenTelemetry
+  // logs, traces and metrics (azure-monitor-opentelemetry) instead of duplicate host-level entries:
+  // https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto#configure-application-settings
+  { name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY', value: 'true' }
+  // azure-identity (the Azure Monitor exporter's ManagedIdentityCredential, Redis Entra ID tokens, SDK
+  // clients) picks the user-assigned identity from this.
   { name: 'AZURE_CLIENT_ID', value: identityClientId }
 ]
 
@@ -120,6 +138,8 @@ var appSettingsForCode = concat(streamduckSettings, kafkaPasswordSettings, flatt
 // What `func start` needs to run against these resources from a developer machine (signed in with
 // `az login`): no credential/clientId keys, so the host and SDKs use the developer's identity.
 // infra/hooks/postprovision.* resolves the Key Vault references and writes local.settings.json.
+// FUNCTIONS_WORKER_RUNTIME is for Core Tools only: on Flex Consumption it is deprecated and the runtime comes
+// from functionAppConfig.runtime, so it is never in the site's app settings.
 var localHostSettings = [
   { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'python' }
   { name: 'AzureWebJobsStorage__blobServiceUri', value: storageBlobEndpoint }
@@ -138,7 +158,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
     tier: 'FlexConsumption'
   }
   properties: {
-    reserved: true // Linux
+    reserved: true // Linux; the plan's property, as in Microsoft's Flex Consumption samples (not the site's isReserved)
   }
 }
 
@@ -155,17 +175,23 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       '${identityId}': {}
     }
   }
+  // Site properties: none of them is in the Flex deprecations table; virtualNetworkSubnetId is how Flex
+  // Consumption joins a subnet (flex-consumption-how-to, "Enable virtual network integration").
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identityId // resolve @Microsoft.KeyVault(...) settings as the app's identity
     virtualNetworkSubnetId: empty(integrationSubnetId) ? null : integrationSubnetId
+    // Only siteConfig properties that Flex Consumption supports: minTlsVersion and http20Enabled are not in the
+    // deprecations table. No ftpsState (Flex Consumption has no FTP; ARM error 51021 in some regions), no
+    // linuxFxVersion / alwaysOn / functionAppScaleLimit / preWarmedInstanceCount: functionAppConfig replaces them.
     siteConfig: {
       minTlsVersion: '1.2'
       http20Enabled: true
-      ftpsState: 'Disabled'
       appSettings: concat(hostSettings, appSettingsForCode)
     }
+    // https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to (deployment container with a
+    // managed identity, instance memory, maximum instance count, runtime name and version).
     functionAppConfig: {
       deployment: {
         storage: {
@@ -189,7 +215,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// No publishing with user names and passwords: azd deploys with Entra ID.
+// No publishing with user names and passwords: azd deploys with Entra ID. (Flex Consumption has no FTP
+// endpoint at all; the ftp policy keeps the setting explicit for scanners and older API versions.)
 resource ftpPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: site
   name: 'ftp'

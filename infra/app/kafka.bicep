@@ -1,10 +1,15 @@
 // Kafka engagement pipeline transport.
 //
 // kafkaMode eventhubs: the topics are hubs of a DEDICATED Event Hubs namespace, reached through its Kafka
-// endpoint (<namespace>.servicebus.windows.net:9093, SASL_SSL + PLAIN). The Functions Kafka extension has
-// no managed-identity (OAUTHBEARER with Entra ID) mode, so this namespace keeps SAS enabled, limited to two
-// rules without Manage rights: `streamduck-app` (Listen + Send, for the app, in Key Vault) and
-// `cdc-producer` (Send, for Debezium / Kafka Connect). The mappings namespace stays Entra ID only.
+// endpoint (<namespace>.servicebus.windows.net:9093, SASL_SSL + PLAIN). The Functions Kafka extension supports
+// PLAIN, SCRAM and OAUTHBEARER (OIDC with a client secret) but has no managed identity for the Kafka trigger
+// (https://learn.microsoft.com/azure/azure-functions/functions-bindings-kafka-trigger), so this namespace
+// keeps SAS enabled. StreamDuck creates two rules without Manage rights: `streamduck-app` (Listen + Send, for
+// the app, in Key Vault) and `cdc-producer` (Send, for Debezium / Kafka Connect). Azure itself also creates
+// `RootManageSharedAccessKey` (Manage, Send, Listen) with every namespace; StreamDuck never uses it, Bicep
+// cannot remove it, and it works as long as local auth is on. Whoever holds listKeys on the namespace (Owner,
+// Contributor, Azure Event Hubs Data Owner) can read it: docs/deploy.md says how to rotate or delete it.
+// The mappings namespace stays Entra ID only (disableLocalAuth: true).
 // kafkaMode external: nothing is created; the broker list and credentials come from parameters.
 param useEventHubs bool
 param name string
@@ -38,7 +43,10 @@ resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = if (useEventHubs
     capacity: 1
   }
   properties: {
-    disableLocalAuth: false // required: the Kafka extension authenticates with SAS only (docs/deploy.md)
+    // Required: the app authenticates to the Kafka endpoint with a SAS connection string (PLAIN). This also
+    // keeps RootManageSharedAccessKey valid (docs/deploy.md, Kafka authentication).
+    // https://learn.microsoft.com/azure/event-hubs/authenticate-shared-access-signature#disabling-localsas-key-authentication
+    disableLocalAuth: false
     minimumTlsVersion: '1.2'
     publicNetworkAccess: publicNetworkAccess
     isAutoInflateEnabled: true

@@ -62,12 +62,14 @@ def test_azure_yaml_points_to_the_bicep_and_the_hooks() -> None:
     assert (ROOT / hook["windows"]["run"]).is_file()
 
 
-def test_postprovision_script_is_valid_sh() -> None:
+def test_hook_scripts_are_valid_sh() -> None:
     sh = require_tool("sh", "apt-get install dash")
-    result = subprocess.run(
-        [sh, "-n", str(INFRA / "hooks" / "postprovision.sh")], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    scripts = sorted((INFRA / "hooks").glob("*.sh"))
+    assert {p.name for p in scripts} >= {"postprovision.sh", "postdeploy.sh"}
+    for script in scripts:
+        result = subprocess.run([sh, "-n", str(script)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+        assert script.with_suffix(".ps1").is_file(), f"{script.name} needs its Windows twin"
 
 
 def test_main_bicep_is_subscription_scoped() -> None:

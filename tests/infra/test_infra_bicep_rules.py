@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from .infra_helpers import BICEP_FILES, INFRA, MAIN_BICEP, Json, body, parse_bicep, strings, walk
+from .infra_helpers import BICEP_FILES, DEPLOY_DOC, INFRA, MAIN_BICEP, Json, body, parse_bicep, strings, walk
 
 APP = INFRA / "app"
 
@@ -118,6 +118,30 @@ def test_kafka_namespace_is_separate_and_sas_is_limited_to_listen_and_send() -> 
     assert not any(r["type"].endswith("authorizationRules") for r in resources("eventhubs.bicep").values())
 
 
+def test_docs_say_the_kafka_namespace_keeps_azures_root_key() -> None:
+    """SAS on means Azure's RootManageSharedAccessKey (Manage) works too: the docs must not hide it."""
+    (namespace,) = of_type("kafka.bicep", "Microsoft.EventHub/namespaces")
+    assert body(namespace)["properties"]["disableLocalAuth"] is False
+    names = {
+        body(r)["name"] for r in of_type("kafka.bicep", "Microsoft.EventHub/namespaces/authorizationRules")
+    }
+    assert "RootManageSharedAccessKey" not in names, "StreamDuck must not use the root rule"
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    decision = text.split("## Kafka authentication: the decision", 1)[1].split("\n## ", 1)[0]
+    for needed in (
+        "RootManageSharedAccessKey",
+        "listKeys",
+        "keys renew",
+        "--name RootManageSharedAccessKey",
+        "disableLocalAuth",
+        "OAUTHBEARER",
+        "SCRAM",
+        "no managed-identity mode",
+    ):
+        assert needed in decision, f"docs/deploy.md Kafka decision lacks {needed!r}"
+    assert "only two" not in decision.lower()
+
+
 def test_flex_subnet_delegation_is_microsoft_app_environments() -> None:
     (vnet,) = of_type("network.bicep", "Microsoft.Network/virtualNetworks")
     subnets = {s["name"]: s["properties"] for s in body(vnet)["properties"]["subnets"]}
@@ -178,12 +202,27 @@ def test_workbook_and_alert_rules() -> None:
     titles = " ".join(str(item["content"].get("title", "")) for item in document["items"]).lower()
     for topic in ("ingestion rate", "failed", "retries", "dead-letter", "lag"):
         assert topic in titles, f"workbook lacks a tile about {topic}"
-    alerts = {
-        body(a)["properties"]["displayName"]
-        for a in of_type("observability.bicep", "Microsoft.Insights/scheduledQueryRules")
+    rules = {
+        name: body(a)["properties"]
+        for name, a in resources("observability.bicep").items()
+        if a["type"] == "Microsoft.Insights/scheduledQueryRules"
     }
-    assert any("failed" in a for a in alerts), alerts
-    assert any("dead-letter" in a for a in alerts), alerts
+    assert set(rules) == {"deadLetterAlert", "lagAlert", "jobFailureAlert", "stalledAlert"}
+    for name, rule in rules.items():
+        assert rule["scopes"] == ["workspaceId"], name
+        assert rule["actions"]["actionGroups"] == "alertActions", name
+        (criterion,) = rule["criteria"]["allOf"]
+        assert criterion["operator"] == "GreaterThan", name
+        assert all(d["name"] in criterion["query"] for d in criterion.get("dimensions", [])), name
+        if "metricMeasureColumn" in criterion:
+            assert f"{criterion['metricMeasureColumn']} = " in criterion["query"], name
+    assert rules["deadLetterAlert"]["criteria"]["allOf"][0]["threshold"] == 0
+    assert rules["lagAlert"]["criteria"]["allOf"][0]["threshold"] == "lagThresholdSeconds"
+    assert rules["jobFailureAlert"]["criteria"]["allOf"][0]["threshold"] == "failureThreshold"
+    assert "stalledMinutes" in str(rules["stalledAlert"]["windowSize"])
+    params = body(parse_bicep(MAIN_BICEP)["modules"]["observability"])["params"]
+    assert params["lagThresholdSeconds"] == "alertLagSeconds"
+    assert params["stalledMinutes"] == "alertStalledMinutes"
 
 
 def test_outputs_are_upper_snake() -> None:

@@ -37,7 +37,15 @@ HOST_SETTING_PREFIXES = (
     "WEBSITE_",
     "AzureFunctionsJobHost__",
 )
-HOST_SETTINGS = frozenset({"AZURE_CLIENT_ID"})  # azure-identity: which user-assigned identity to use
+# Single settings read by the platform or an SDK, each with the reason it is set although StreamDuck's own
+# settings model does not read it.
+HOST_SETTINGS: dict[str, str] = {
+    "AZURE_CLIENT_ID": "azure-identity: which user-assigned identity ManagedIdentityCredential uses",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": (
+        "Functions host: lets the Python worker export OpenTelemetry itself "
+        "(https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto)"
+    ),
+}
 
 USER_SUPPLIED_MARKER = "<!-- user-supplied-settings -->"
 FIX_HINT = (
