@@ -145,7 +145,7 @@ class KafkaTarget:
         from confluent_kafka import KafkaException, Producer
         from confluent_kafka.admin import AdminClient
 
-        from shared.devhost.kafka import client_config
+        from shared.kafkaconfig import client_config
 
         conf = client_config(settings)
         self.topic_content = settings.topic_content
