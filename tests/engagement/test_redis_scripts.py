@@ -11,7 +11,7 @@ import redis
 from shared.engagement.cdc import ContentChange, ContentInfo, RawRecord
 from shared.engagement.content_store import ContentStore
 
-from .support import T0_MS
+T0_MS = 1_772_409_480_000  # 2026-03-01 23:58:00 UTC
 
 
 def _calls(client: redis.Redis, command: str) -> int:
