@@ -25,8 +25,8 @@ from typing import Any
 
 import redis
 
+from shared.demo.engagement import Collect, content_rows, engagement_rows, registered
 from shared.engagement.cdc import TriggerBatch, decode_engagements
-from shared.engagement.demo import Collect, content_rows, engagement_rows, registered
 from shared.engagement.enrich import EnrichedRows
 from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch

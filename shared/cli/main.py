@@ -306,7 +306,8 @@ def status(
     * `streamduck status`
     * `streamduck status --top 5 --json`
     """
-    from shared.cli.status import collect, render
+    from shared.cli.status import render
+    from shared.readmodel.status import collect
 
     with expected_failures():
         environ = build_environ(env_file)
@@ -451,7 +452,7 @@ def dashboard(
     * `streamduck dashboard`
     * `streamduck dashboard --port 8080 --env-file prod.env`
     """
-    from shared.dashboard.command import serve
+    from shared.cli.dashboard import serve
 
     with expected_failures():
         environ = build_environ(env_file)

@@ -211,7 +211,7 @@ def check_kafka(settings: Settings, timeout: float) -> list[Check]:
         return checks
     from confluent_kafka.admin import AdminClient
 
-    from shared.devhost.kafka import client_config
+    from shared.kafkaconfig import client_config
 
     try:
         admin = AdminClient({**client_config(settings), "socket.timeout.ms": int(timeout * 1000)})

@@ -9,7 +9,7 @@
 - Redis: the top N of a precomputed leaderboard window, with titles from the content store
   (:func:`shared.engagement.leaderboard.top_n_with_titles`).
 - DuckDB / MotherDuck: each Event Hubs mapping's rows, watermarks, dead letters and last compaction, as
-  ``streamduck status`` reports them (:func:`shared.cli.status.mapping_status`, read-only connections).
+  ``streamduck status`` reports them (:func:`shared.readmodel.status.mapping_status`, read-only connections).
 
 Every value reaches SQL as a bound parameter; the database and table names come from validated settings and
 are quoted by :mod:`shared.sqlident`. A store that cannot answer raises :class:`StoreUnavailable` with a
@@ -369,7 +369,7 @@ class DashboardData:
 
     def eventhubs(self) -> dict[str, Any]:
         """Per mapping: rows, watermark per partition, dead letters by kind, last compaction (or its error)."""
-        from shared.cli.status import mapping_status
+        from shared.readmodel.status import mapping_status
 
         mappings = []
         for m in self.settings.mappings:

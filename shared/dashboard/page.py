@@ -1,327 +1,48 @@
-"""The dashboard's single page: static HTML, one inline style sheet, one inline script, no external files.
+"""The dashboard's single page, from the static files shipped in :file:`shared/dashboard/static/`.
 
-Every value from the stores is written with ``textContent`` (never parsed as HTML), and the server's
-Content-Security-Policy allows exactly this style sheet and script (by their SHA-256 hashes).
+``index.html`` is the page; it links ``style.css`` and ``app.js`` (so the folder opens as is in a browser). When
+the module is loaded, both are written into the page inline: one answer, no external file, and the server's
+Content-Security-Policy allows exactly this style sheet and script, by the SHA-256 hashes computed here from
+the files. Every value from the stores is written with ``textContent`` (never parsed as HTML).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from importlib import resources
 
-STYLE = """
-:root { color-scheme: light dark; --bar: #3b82f6; --bar2: #10b981; --muted: #6b7280; --line: #e5e7eb;
-        --err: #b91c1c; --bg: #ffffff; --card: #f9fafb; --fg: #111827; }
-@media (prefers-color-scheme: dark) {
-  :root { --line: #374151; --bg: #0b0f17; --card: #111827; --fg: #e5e7eb; --muted: #9ca3af; --err: #f87171; }
-}
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg);
-       color: var(--fg); }
-header { display: flex; flex-wrap: wrap; gap: 12px 24px; align-items: center; padding: 12px 20px;
-         border-bottom: 1px solid var(--line); }
-header h1 { font-size: 18px; margin: 0; }
-header .status { color: var(--muted); }
-main { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; padding: 16px 20px; }
-section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px;
-          min-width: 0; }
-section.wide { grid-column: 1 / -1; }
-h2 { font-size: 15px; margin: 0 0 8px; }
-.controls { display: flex; flex-wrap: wrap; gap: 8px 20px; align-items: center; margin-bottom: 8px;
-            color: var(--muted); }
-.controls label { display: inline-flex; gap: 6px; align-items: center; }
-.controls output { min-width: 2.5em; color: var(--fg); font-variant-numeric: tabular-nums; }
-.meta { color: var(--muted); font-size: 12px; margin: 4px 0 8px; }
-.error { color: var(--err); font-weight: 600; margin: 6px 0; }
-.empty { color: var(--muted); }
-svg text { fill: currentColor; font-size: 12px; }
-svg text.value { font-variant-numeric: tabular-nums; }
-svg rect.bar { fill: var(--bar); }
-svg rect.bar2 { fill: var(--bar2); }
-.scroll { max-height: 520px; overflow: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 12px; }
-th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
-th { position: sticky; top: 0; background: var(--card); }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.id { color: var(--muted); font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 11px; }
-.mapping { border-top: 1px solid var(--line); padding-top: 8px; margin-top: 8px; }
-.mapping:first-of-type { border-top: 0; margin-top: 0; }
-"""
+_STATIC = resources.files("shared.dashboard").joinpath("static")
+_STYLE_LINK = '<link rel="stylesheet" href="style.css">'
+_SCRIPT_LINK = '<script src="app.js"></script>'
 
-SCRIPT = r"""
-"use strict";
-const SVG_NS = "http://www.w3.org/2000/svg";
-const $ = (id) => document.getElementById(id);
-const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
-const state = { tick: 0, timer: null, windowsLoaded: false };
 
-function el(tag, text, cls) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (cls) node.className = cls;
-  return node;
-}
+def _read(name: str) -> str:
+    return _STATIC.joinpath(name).read_text(encoding="utf-8")
 
-function svg(tag, attrs, text) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-  if (text !== undefined) node.textContent = String(text);
-  return node;
-}
 
-function clip(text, max) {
-  return text.length > max ? text.slice(0, max - 1) + "\u2026" : text;
-}
-
-function contentLabel(title, id) {
-  return (title || "(unknown content)") + "  \u00b7  " + String(id).slice(0, 8);
-}
-
-async function getJSON(path) {
-  const response = await fetch(path, { cache: "no-store", headers: { Accept: "application/json" } });
-  let body = null;
-  try { body = await response.json(); } catch (e) { body = null; }
-  if (!response.ok) {
-    throw new Error((body && body.error) ? body.error : response.status + " " + response.statusText);
-  }
-  return body;
-}
-
-function showError(name, error) {
-  const node = $(name + "-error");
-  node.textContent = error ? String(error.message || error) : "";
-  node.hidden = !error;
-}
-
-function bars(container, items, cls) {
-  container.replaceChildren();
-  if (!items.length) { container.append(el("p", "Nothing in this window yet.", "empty")); return; }
-  const rowH = 24, labelW = 330, barW = 380, valueW = 110, width = labelW + barW + valueW;
-  const max = Math.max(...items.map((i) => i.value), 0) || 1;
-  const chart = svg("svg", { viewBox: `0 0 ${width} ${items.length * rowH}`, width: "100%", role: "img" });
-  items.forEach((item, i) => {
-    const y = i * rowH;
-    const row = svg("g", {});
-    row.append(svg("title", {}, item.tooltip));
-    row.append(svg("text", { x: labelW - 8, y: y + rowH * 0.68, "text-anchor": "end" }, clip(item.label, 48)));
-    row.append(svg("rect", { x: labelW, y: y + 4, height: rowH - 8,
-                             width: Math.max(1, barW * item.value / max), class: cls }));
-    row.append(svg("text", { x: labelW + barW + 8, y: y + rowH * 0.68, class: "value" }, fmt.format(item.value)));
-    chart.append(row);
-  });
-  container.append(chart);
-}
-
-function table(columns, rows) {
-  const t = el("table");
-  const head = el("tr");
-  for (const c of columns) head.append(el("th", c.label));
-  t.append(el("thead")); t.tHead.append(head);
-  const body = el("tbody");
-  for (const r of rows) {
-    const tr = el("tr");
-    for (const c of columns) {
-      const td = el("td", null, c.num ? "num" : "");
-      const v = c.value(r);
-      if (v instanceof Node) td.append(v); else td.textContent = v === null || v === undefined ? "-" : String(v);
-      tr.append(td);
-    }
-    body.append(tr);
-  }
-  t.append(body);
-  return t;
-}
-
-function titled(title, id) {
-  const span = el("span");
-  span.append(el("span", title || "(unknown content) "));
-  span.append(" ");
-  span.append(el("span", id, "id"));
-  return span;
-}
-
-async function loadTop() {
-  const params = new URLSearchParams({ n: $("top-n").value });
-  if (state.windowsLoaded) params.set("window", $("top-window").value);
-  try {
-    const data = await getJSON("/api/top?" + params);
-    if (!state.windowsLoaded) {
-      const select = $("top-window");
-      select.replaceChildren(...data.windows.map((w) => { const o = el("option", w); o.value = w; return o; }));
-      select.value = String(data.window);
-      state.windowsLoaded = true;
-    }
-    $("top-title").textContent = `Real-time Top ${data.n} (last ${data.window} minutes) \u2014 Redis`;
-    $("top-meta").textContent = `${data.from} \u2192 ${data.to} (UTC, complete minutes); ` +
-      (data.precomputed ? "precomputed window " + data.key : "window built on read (the timer has not run this minute)");
-    bars($("top-chart"), data.entries.map((e) => ({
-      label: `${e.rank}. ` + contentLabel(e.title, e.content_id), value: e.engagement_seconds,
-      tooltip: `${e.title || "(unknown content)"}\n${e.content_id}\n${fmt.format(e.engagement_seconds)} s`,
-    })), "bar");
-    showError("top", null);
-  } catch (error) { showError("top", error); }
-}
-
-async function loadByContent() {
-  const params = new URLSearchParams({ minutes: $("bc-minutes").value, limit: "20" });
-  try {
-    const data = await getJSON("/api/by-content?" + params);
-    $("bc-title").textContent = `Engagement by content (last ${data.minutes} min)`;
-    $("bc-meta").textContent = `engagement seconds per content, top ${data.limit}, ${data.from} \u2192 ${data.to}; ${data.source}`;
-    bars($("bc-chart"), data.content.map((c) => ({
-      label: contentLabel(c.title, c.content_id), value: c.engagement_seconds,
-      tooltip: `${c.title || "(unknown content)"}\n${c.content_id}\n${fmt.format(c.engagement_seconds)} s, ${c.events} events, ${c.users} users`,
-    })), "bar2");
-    showError("bc", null);
-  } catch (error) { showError("bc", error); }
-}
-
-async function loadRecent() {
-  try {
-    const data = await getJSON("/api/recent?rows=" + encodeURIComponent($("recent-rows").value));
-    $("recent-meta").textContent = `${data.count} newest events by event time; ${data.source}`;
-    $("recent-table").replaceChildren(table([
-      { label: "event time (UTC)", value: (r) => r.event_ts.replace("T", " ").replace("Z", "") },
-      { label: "event", value: (r) => r.event_type },
-      { label: "content", value: (r) => titled(r.title, r.content_id) },
-      { label: "type", value: (r) => r.content_type },
-      { label: "device", value: (r) => r.device },
-      { label: "duration ms", num: true, value: (r) => r.duration_ms === null ? null : fmt.format(r.duration_ms) },
-      { label: "engagement s", num: true, value: (r) => r.engagement_seconds === null ? null : fmt.format(r.engagement_seconds) },
-      { label: "engagement %", num: true, value: (r) => r.engagement_pct === null ? null : fmt.format(r.engagement_pct) },
-      { label: "id", num: true, value: (r) => r.id },
-    ], data.events));
-    showError("recent", null);
-  } catch (error) { showError("recent", error); }
-}
-
-async function loadEventHubs() {
-  try {
-    const data = await getJSON("/api/eventhubs");
-    const box = $("eh-body");
-    box.replaceChildren();
-    if (data.note) box.append(el("p", data.note, "empty"));
-    for (const m of data.mappings) {
-      const div = el("div", null, "mapping");
-      div.append(el("h3", `mapping ${m.mapping}: ${m.event_hub} (${m.consumer_group}) \u2192 ${m.target}`));
-      const dead = Object.entries(m.dead_letters).map(([k, n]) => `${k}: ${fmt.format(n)}`).join(", ") || "none";
-      const compaction = m.last_compaction
-        ? `${m.last_compaction.finished_at} (${m.last_compaction.rows_expired} rows expired` +
-          (m.last_compaction.checkpointed ? ", checkpointed)" : ")")
-        : "never";
-      div.append(el("p", `rows: ${m.rows === null ? "-" : fmt.format(m.rows)}; dead letters: ${dead}; last compaction: ${compaction}`, "meta"));
-      if (m.error) div.append(el("p", m.error, "error"));
-      if (m.partitions.length) {
-        div.append(table([
-          { label: "partition", value: (p) => p.partition },
-          { label: "watermark (sequence)", num: true, value: (p) => p.sequence_number },
-          { label: "enqueued", value: (p) => p.enqueued_time },
-          { label: "epoch", num: true, value: (p) => p.epoch },
-          { label: "updated", value: (p) => p.updated_at },
-        ], m.partitions));
-      }
-      box.append(div);
-    }
-    showError("eh", null);
-  } catch (error) { showError("eh", error); }
-}
-
-async function refresh(all) {
-  const jobs = [loadTop(), loadByContent(), loadRecent()];
-  if (all || state.tick % 3 === 0) jobs.push(loadEventHubs());
-  state.tick += 1;
-  await Promise.allSettled(jobs);
-  $("updated").textContent = "updated " + new Date().toLocaleTimeString();
-}
-
-function schedule() {
-  if (state.timer !== null) clearInterval(state.timer);
-  state.timer = null;
-  if ($("auto").checked) state.timer = setInterval(() => refresh(false), Number($("every").value) * 1000);
-}
-
-function bindRange(id, load) {
-  const input = $(id), shown = $(id + "-value");
-  input.addEventListener("input", () => { shown.textContent = input.value; });
-  input.addEventListener("change", load);
-  shown.textContent = input.value;
-}
-
-bindRange("recent-rows", loadRecent);
-bindRange("top-n", loadTop);
-$("top-window").addEventListener("change", loadTop);
-$("bc-minutes").addEventListener("change", loadByContent);
-$("auto").addEventListener("change", schedule);
-$("every").addEventListener("change", schedule);
-$("now").addEventListener("click", () => refresh(true));
-refresh(true);
-schedule();
-"""
-
-BODY = """
-<header>
-  <h1>StreamDuck</h1>
-  <label><input type="checkbox" id="auto" checked> auto-refresh every</label>
-  <select id="every" aria-label="refresh interval (seconds)">
-    <option value="2">2 s</option><option value="5" selected>5 s</option>
-    <option value="10">10 s</option><option value="30">30 s</option>
-  </select>
-  <button type="button" id="now">Refresh now</button>
-  <span class="status" id="updated"></span>
-</header>
-<main>
-  <section id="top">
-    <h2 id="top-title">Real-time Top N \u2014 Redis</h2>
-    <div class="controls">
-      <label>Top N <input type="range" id="top-n" min="3" max="20" value="10"><output id="top-n-value"></output></label>
-      <label>Window (minutes) <select id="top-window"></select></label>
-    </div>
-    <p class="meta" id="top-meta"></p>
-    <p class="error" id="top-error" hidden></p>
-    <div id="top-chart"></div>
-  </section>
-  <section id="by-content">
-    <h2 id="bc-title">Engagement by content (last 60 min)</h2>
-    <div class="controls">
-      <label>Minutes <select id="bc-minutes">
-        <option value="15">15</option><option value="60" selected>60</option>
-        <option value="240">240</option><option value="1440">1440</option>
-      </select></label>
-    </div>
-    <p class="meta" id="bc-meta"></p>
-    <p class="error" id="bc-error" hidden></p>
-    <div id="bc-chart"></div>
-  </section>
-  <section id="recent" class="wide">
-    <h2>Recent enriched events (ClickHouse)</h2>
-    <div class="controls">
-      <label>Rows <input type="range" id="recent-rows" min="10" max="500" step="10" value="50"><output id="recent-rows-value"></output></label>
-    </div>
-    <p class="meta" id="recent-meta"></p>
-    <p class="error" id="recent-error" hidden></p>
-    <div class="scroll" id="recent-table"></div>
-  </section>
-  <section id="eventhubs" class="wide">
-    <h2>Event Hubs \u2192 DuckDB</h2>
-    <p class="error" id="eh-error" hidden></p>
-    <div id="eh-body"></div>
-  </section>
-</main>
-"""
+def _inline(page: str, link: str, element: str) -> str:
+    """``page`` with its one ``link`` replaced by ``element`` (a missing or repeated link is a packaging bug)."""
+    if page.count(link) != 1:
+        raise RuntimeError(f"static/index.html must contain {link} exactly once")
+    return page.replace(link, element)
 
 
 def _sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
+# Each opens with a line break after its tag, as the page always has (the hashes cover the exact text).
+STYLE = "\n" + _read("style.css")
+SCRIPT = "\n" + _read("app.js")
+
 CONTENT_SECURITY_POLICY = (
     f"default-src 'none'; script-src '{_sha256(SCRIPT)}'; style-src '{_sha256(STYLE)}'; "
     "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
-HTML = (
-    '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-    '<link rel="icon" href="data:,">\n<title>StreamDuck dashboard</title>\n'
-    f"<style>{STYLE}</style>\n</head>\n<body>{BODY}<script>{SCRIPT}</script>\n</body>\n</html>\n"
+HTML = _inline(
+    _inline(_read("index.html"), _STYLE_LINK, f"<style>{STYLE}</style>"),
+    _SCRIPT_LINK,
+    f"<script>{SCRIPT}</script>",
 )

@@ -12,7 +12,6 @@ import importlib
 import inspect
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,10 +22,9 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.devhost.retry import RetryPolicy, parse_retry_policy
+from shared.devhost.expressions import resolve_expression, resolve_setting_name
+from shared.devhost.policy import RetryPolicy, parse_retry_policy
 from shared.errors import ConfigError
-
-_EXPRESSION_RE = re.compile(r"%([^%]+)%")
 
 
 class TriggerKind(StrEnum):
@@ -75,37 +73,20 @@ class HostedFunction:
         return str(self.trigger.get("type", "?"))
 
 
-def resolve_expression(value: str, environ: Mapping[str, str], *, where: str) -> str:
-    """Replace every ``%NAME%`` in ``value`` by the app setting ``NAME`` (missing -> ConfigError)."""
-    missing: dict[str, str] = {}
+def import_app(module: str, app_dir: Path | None = None, *, reload: bool = False) -> func.FunctionApp:
+    """Import ``module`` (default ``function_app``) and return its ``FunctionApp``.
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ or environ[name] == "":
-            missing[name] = f"missing: referenced as %{name}% by {where}"
-            return match.group(0)
-        return environ[name]
-
-    resolved = _EXPRESSION_RE.sub(substitute, value)
-    if missing:
-        raise ConfigError(missing)
-    return resolved
-
-
-def resolve_setting_name(value: str, environ: Mapping[str, str], *, where: str) -> str:
-    """Binding values that name an app setting first (``brokerList``, ``username``, ...), else the literal."""
-    if "%" in value:
-        return resolve_expression(value, environ, where=where)
-    return environ.get(value) or value
-
-
-def import_app(module: str, app_dir: Path | None = None) -> func.FunctionApp:
-    """Import ``module`` (default ``function_app``) and return its ``FunctionApp``."""
+    The one place in ``shared`` that imports the function app: finding the app's functions is the dev host's
+    job, and everything else that runs them (``run``, ``validate-config``, the demo) asks it here. ``reload``
+    imports the module again when it was imported already, so it registers its functions from the current
+    environment (it reads its settings when it is imported).
+    """
     if app_dir is not None and str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
-    mod = importlib.import_module(module)
+    loaded = sys.modules.get(module)
+    mod = importlib.reload(loaded) if reload and loaded is not None else importlib.import_module(module)
     for value in vars(mod).values():
         if isinstance(value, func.FunctionApp):
             return value

@@ -19,7 +19,8 @@ from types import FrameType
 from typing import Any
 
 from shared.devhost.functions import HostedFunction, TriggerKind
-from shared.devhost.retry import Invoker, parse_timespan
+from shared.devhost.policy import parse_timespan
+from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
 from shared.errors import ConfigError
 from shared.settings import Settings
@@ -126,7 +127,7 @@ def plan(
     batch_override: int | None = None,
 ) -> list[PlannedFunction]:
     from shared.devhost.eventhubs import hub_connection, storage_target
-    from shared.devhost.kafka import client_config
+    from shared.kafkaconfig import client_config
 
     planned: list[PlannedFunction] = []
     for fn in functions:

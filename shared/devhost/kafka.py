@@ -29,38 +29,10 @@ from shared.devhost.outputs import OutputProducer
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
 from shared.errors import TransientError
-from shared.settings import KafkaAuthMode, KafkaProtocol, Settings
+from shared.kafkaconfig import client_config
+from shared.settings import Settings
 
 log = logging.getLogger("streamduck.devhost")
-# librdkafka's own log lines (connection retries, ...) go here; quiet unless --verbose lowers the level.
-client_log = logging.getLogger("streamduck.kafka.client")
-client_log.setLevel(logging.CRITICAL)
-
-_PROTOCOLS = {
-    KafkaProtocol.PLAINTEXT: "plaintext",
-    KafkaProtocol.SSL: "ssl",
-    KafkaProtocol.SASLPLAINTEXT: "sasl_plaintext",
-    KafkaProtocol.SASLSSL: "sasl_ssl",
-}
-_MECHANISMS = {
-    KafkaAuthMode.PLAIN: "PLAIN",
-    KafkaAuthMode.SCRAMSHA256: "SCRAM-SHA-256",
-    KafkaAuthMode.SCRAMSHA512: "SCRAM-SHA-512",
-}
-
-
-def client_config(settings: Settings, brokers: str | None = None) -> dict[str, Any]:
-    """librdkafka settings for ``settings`` (protocol, SASL) and ``brokers`` (default ``KAFKA_BROKERS``)."""
-    conf: dict[str, Any] = {"bootstrap.servers": brokers or settings.kafka_brokers, "logger": client_log}
-    protocol = _PROTOCOLS.get(settings.kafka_protocol)
-    if protocol:
-        conf["security.protocol"] = protocol
-    mechanism = _MECHANISMS.get(settings.kafka_auth_mode)
-    if mechanism:
-        conf["sasl.mechanisms"] = mechanism
-        conf["sasl.username"] = settings.kafka_username or ""
-        conf["sasl.password"] = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
-    return conf
 
 
 @dataclass(frozen=True)

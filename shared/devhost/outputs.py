@@ -77,7 +77,7 @@ class OutputProducer:
     def deliver(self, outputs: Mapping[str, Any]) -> None:
         from confluent_kafka import Producer
 
-        from shared.devhost.kafka import client_config
+        from shared.kafkaconfig import client_config
 
         failures: list[str] = []
 

@@ -1,4 +1,4 @@
-"""Retry policies as the Functions host applies them, and the invoker that calls a function with one.
+"""The invoker that calls a function with its retry policy (:mod:`shared.devhost.policy`) as the host does.
 
 Host semantics mirrored here:
 
@@ -15,85 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import azure.functions as func
 from azure.functions._abc import RetryContext, TraceContext
 
-from shared.errors import ConfigError
-
-if TYPE_CHECKING:
-    from shared.devhost.functions import HostedFunction
+from shared.devhost.functions import HostedFunction
 
 log = logging.getLogger("streamduck.devhost")
-
-_TIMESPAN_RE = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
-
-
-def parse_timespan(value: str) -> float:
-    """Seconds in a .NET time span ``[d.]hh:mm:ss[.fff]``."""
-    match = _TIMESPAN_RE.fullmatch(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a time span hh:mm:ss")
-    days, hours, minutes, seconds = match.groups()
-    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    strategy: Literal["exponential_backoff", "fixed_delay"]
-    max_retry_count: int  # -1: forever
-    delay: float = 0.0  # fixed_delay
-    minimum: float = 0.0  # exponential_backoff
-    maximum: float = 0.0
-
-    def delay_for(self, retry: int) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based)."""
-        if self.strategy == "fixed_delay":
-            return self.delay
-        return float(min(self.maximum, self.minimum * 2.0 ** (retry - 1)))
-
-    def allows(self, retry: int) -> bool:
-        return self.max_retry_count < 0 or retry <= self.max_retry_count
-
-    def describe(self) -> str:
-        count = "forever" if self.max_retry_count < 0 else f"{self.max_retry_count}x"
-        if self.strategy == "fixed_delay":
-            return f"fixed {self.delay:g}s, {count}"
-        return f"exponential {self.minimum:g}s..{self.maximum:g}s, {count}"
-
-
-def parse_retry_policy(raw: Mapping[str, Any], environ: Mapping[str, str], *, where: str) -> RetryPolicy:
-    from shared.devhost.functions import resolve_expression
-
-    def value(key: str) -> str | None:
-        item = raw.get(key)
-        return None if item is None else resolve_expression(str(item), environ, where=f"{where} retry policy")
-
-    strategy = (value("strategy") or "").lower()
-    try:
-        count = int(value("max_retry_count") or "0")
-        if strategy == "fixed_delay":
-            return RetryPolicy(
-                "fixed_delay", count, delay=parse_timespan(value("delay_interval") or "00:00:00")
-            )
-        if strategy == "exponential_backoff":
-            return RetryPolicy(
-                "exponential_backoff",
-                count,
-                minimum=parse_timespan(value("minimum_interval") or "00:00:00"),
-                maximum=parse_timespan(value("maximum_interval") or "00:00:00"),
-            )
-    except ValueError as exc:
-        raise ConfigError({f"{where} retry policy": str(exc)}) from exc
-    raise ConfigError(
-        {f"{where} retry policy": f"unknown strategy {strategy!r} (fixed_delay, exponential_backoff)"}
-    )
 
 
 class _RetryContext(RetryContext):

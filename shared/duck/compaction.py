@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from shared.clock import Clock, utc_now
 from shared.duck import tables
 from shared.duck.connection import DuckConnections, fetch_one
-from shared.eventhubs.sink import Clock, utc_now
 from shared.settings import EventHubMapping, Settings
 
 log = logging.getLogger(__name__)

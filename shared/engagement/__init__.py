@@ -6,7 +6,6 @@
 - ``leaderboard``    minute buckets, exactly-once batch updates (Lua), precomputed windows, top-N reader
 - ``clickhouse``     client factory (server or embedded chDB), versioned schema, idempotent inserts
 - ``functions``      the handlers ``function_app.py`` calls
-- ``demo``           the whole path on embedded defaults
 
 See ``docs/engagement.md``.
 """

@@ -18,14 +18,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
 
 import msgspec
 import redis
 
 from shared.engagement.cdc import ContentChange, ContentInfo
-from shared.engagement.redis_io import LuaScript, load_lua, redis_errors
+from shared.engagement.redis_io import redis_errors
 
-_APPLY = LuaScript(load_lua("content_apply.lua"))
+_APPLY_LUA = resources.files("shared.engagement").joinpath("content_apply.lua").read_text(encoding="utf-8")
 _decode_info = msgspec.json.Decoder(ContentInfo).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -44,6 +45,8 @@ class ContentStore:
         self.client = client
         self.data_key = f"{prefix}eng:content"
         self.version_key = f"{prefix}eng:content:version"
+        # EVALSHA, and after a NOSCRIPT reply SCRIPT LOAD and EVALSHA again (redis-py's Script).
+        self._apply = client.register_script(_APPLY_LUA)
         self.cache_ttl = cache_ttl_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, ContentInfo]] = {}
@@ -100,7 +103,8 @@ class ContentStore:
             args.extend(
                 (change.content_id, change.version, _encode(change.info) if change.info is not None else b"")
             )
-        applied = _APPLY(self.client, [self.data_key, self.version_key], args)
+        with redis_errors():
+            applied = self._apply(keys=[self.data_key, self.version_key], args=args)
         self.invalidate(c.content_id for c in changes)
         return int(applied)
 

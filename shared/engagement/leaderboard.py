@@ -33,6 +33,7 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -41,11 +42,11 @@ import pyarrow.compute as pc
 import redis
 
 from shared.engagement.content_store import ContentStore
-from shared.engagement.redis_io import LuaScript, load_lua, redis_errors
+from shared.engagement.redis_io import redis_errors
 from shared.errors import TerminalError, TransientError
 from shared.settings import Settings, leaderboard_max_window_minutes, leaderboard_min_bucket_ttl_seconds
 
-_APPLY = LuaScript(load_lua("leaderboard.lua"))
+_APPLY_LUA = resources.files("shared.engagement").joinpath("leaderboard.lua").read_text(encoding="utf-8")
 WINDOW_KEY_TTL_SECONDS = 180
 ADHOC_WINDOW_TTL_SECONDS = 60
 MAX_WINDOW_MINUTES = 1440
@@ -203,6 +204,8 @@ class Leaderboard:
         self.bucket_ttl_seconds = bucket_ttl_seconds
         self.windows = tuple(windows)
         self.meta_key = f"{prefix}eng:window:meta"
+        # EVALSHA, and after a NOSCRIPT reply SCRIPT LOAD and EVALSHA again (redis-py's Script).
+        self._apply = client.register_script(_APPLY_LUA)
 
     # ----------------------------------------------------------------------------------- keys
 
@@ -343,7 +346,8 @@ class Leaderboard:
 
     def _run(self, call: _Call) -> dict[tuple[str, int], int] | None:
         """One script call; ``None`` when applied, else the watermarks that were in the way."""
-        reply = _APPLY(self.client, call.keys, call.args)
+        with redis_errors():
+            reply = self._apply(keys=call.keys, args=call.args)
         if int(reply[0]) == 1:
             return None
         return {call.tps[int(reply[i]) - 1]: int(reply[i + 1]) for i in range(1, len(reply), 2)}

@@ -20,7 +20,6 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -228,26 +227,3 @@ def redis_client(
             client.auto_close_connection_pool = True
             _CLIENTS[key] = client
         return client
-
-
-def load_lua(name: str) -> str:
-    """The text of a Lua script shipped next to this module."""
-    return resources.files("shared.engagement").joinpath(name).read_text(encoding="utf-8")
-
-
-class LuaScript:
-    """A Lua script run with EVALSHA (loaded on first use and after a NOSCRIPT reply)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self._sha: str | None = None
-
-    def __call__(self, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
-        with redis_errors():
-            if self._sha is None:
-                self._sha = str(client.script_load(self.source))
-            try:
-                return client.evalsha(self._sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                self._sha = str(client.script_load(self.source))
-                return client.evalsha(self._sha, len(keys), *keys, *args)

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 import azure.functions as func
 
+from shared.clock import Clock, utc_now
 from shared.duck.connection import DuckConnections
 from shared.eventhubs.decode import decode_batch
-from shared.eventhubs.sink import BatchResult, Clock, MotherDuckSink, utc_now
+from shared.eventhubs.sink import BatchResult, MotherDuckSink
 from shared.settings import EventHubMapping, Settings
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shared.clock import Clock, utc_now
 from shared.duck import tables
 from shared.duck.connection import DuckConnections, fetch_one
 from shared.errors import StreamDuckError
@@ -31,16 +32,10 @@ from shared.settings import BodyFormat, EventHubMapping
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 # _ARROW_BY_NAME: the statements read the batch's Arrow tables through DuckDB's replacement scan, which finds a
 # table that is not in the catalog among the calling function's local variables (``_streamduck_*``; mapping
 # tables cannot be named so). It reads the same Arrow data as ``register`` without creating and dropping a
 # view in the catalog for every batch, which costs about 0.8 ms per statement.
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def rows_insert_sql(target: str, body_format: BodyFormat) -> str:
@@ -410,4 +405,4 @@ def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
         log.warning("rollback after a failed batch also failed (the batch was not applied): %s", exc)
 
 
-__all__ = ["BatchResult", "Clock", "MotherDuckSink", "StreamDuckError", "rows_insert_sql", "utc_now"]
+__all__ = ["BatchResult", "MotherDuckSink", "StreamDuckError", "rows_insert_sql"]

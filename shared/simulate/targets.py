@@ -4,8 +4,10 @@ rows or messages are durable (a Postgres commit, Kafka acks, an Event Hubs batch
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import ConfigError, TerminalError, TransientError
@@ -15,26 +17,24 @@ from shared.simulate.model import Content, Engagement, debezium_content, debeziu
 if TYPE_CHECKING:
     from azure.eventhub import EventHubProducerClient
 
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS content (
-  id UUID PRIMARY KEY,
-  slug TEXT UNIQUE NOT NULL,
-  title TEXT NOT NULL,
-  content_type TEXT CHECK (content_type IN ('podcast','newsletter','video')),
-  length_seconds INTEGER,
-  publish_ts TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS engagement_events (
-  id BIGSERIAL PRIMARY KEY,
-  content_id UUID REFERENCES content(id),
-  user_id UUID,
-  event_type TEXT CHECK (event_type IN ('play','pause','finish','click')),
-  event_ts TIMESTAMPTZ NOT NULL,
-  duration_ms INTEGER,
-  device TEXT,
-  raw_payload JSONB
-);
-"""
+# The tables Debezium streams are defined once, in infra/local/postgres/init.sql (docker-compose runs it on a
+# new database; it also creates Debezium's role and publication, which need a superuser). The package ships a
+# copy of that file, shared/simulate/init.sql, kept identical by tests/test_package_data.py, so an installed
+# `streamduck simulate` has it too; the simulator runs only its CREATE TABLE statements.
+_CREATE_TABLE_RE = re.compile(r"^CREATE TABLE IF NOT EXISTS .*?^\);$", re.MULTILINE | re.DOTALL)
+
+
+def _create_tables(script: str) -> str:
+    """The ``CREATE TABLE IF NOT EXISTS`` statements of ``script``, in order."""
+    statements = _CREATE_TABLE_RE.findall(script)
+    if not statements:
+        raise TerminalError("shared/simulate/init.sql has no CREATE TABLE IF NOT EXISTS statement")
+    return "\n\n".join(statements) + "\n"
+
+
+SCHEMA_SQL = _create_tables(
+    resources.files("shared.simulate").joinpath("init.sql").read_text(encoding="utf-8")
+)
 
 
 class Target(Protocol):
@@ -145,7 +145,7 @@ class KafkaTarget:
         from confluent_kafka import KafkaException, Producer
         from confluent_kafka.admin import AdminClient
 
-        from shared.devhost.kafka import client_config
+        from shared.kafkaconfig import client_config
 
         conf = client_config(settings)
         self.topic_content = settings.topic_content

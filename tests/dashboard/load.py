@@ -3,10 +3,10 @@
 Run as ``python -m tests.dashboard.load OUT.json`` with the test's environment, in its own process: chDB lets
 one process open a folder at a time, and the dashboard under test opens the same folder after this exits.
 
-- Event Hubs: ``shared.eventhubs.demo.run_demo`` hands generated events (bad ones and host-style replays
+- Event Hubs: ``shared.demo.eventhubs.run_demo`` hands generated events (bad ones and host-style replays
   included) to the registered ``eventhub_to_motherduck_1``; the demo then fires the registered
   ``compact_motherduck`` timer once.
-- Engagement: ``shared.engagement.demo.run_demo`` hands Debezium-shaped content and engagement batches to the
+- Engagement: ``shared.demo.engagement.run_demo`` hands Debezium-shaped content and engagement batches to the
   registered handlers (ClickHouse rows, the content store and the leaderboard in Redis).
 
 ``OUT.json`` holds every current enriched row (id, event time, content id, engagement seconds as a decimal
@@ -25,9 +25,9 @@ EVENTHUB_EVENTS = 400
 
 
 def main(out: Path) -> None:
+    from shared.demo.engagement import run_demo as engagement_demo
+    from shared.demo.eventhubs import run_demo as eventhubs_demo
     from shared.engagement.clickhouse import Warehouse
-    from shared.engagement.demo import run_demo as engagement_demo
-    from shared.eventhubs.demo import run_demo as eventhubs_demo
     from shared.settings import load_settings
 
     settings = load_settings(dict(os.environ))

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from shared.appindex import indexed_functions
-from shared.engagement.demo import Collect
+from shared.demo.engagement import Collect
 from shared.engagement.functions import Pipeline, use_pipeline
 from shared.engagement.kafka_io import batch_from_messages, produce_envelopes, trigger_batch
 from shared.settings import Settings

@@ -22,8 +22,8 @@ import azure.functions as func
 import pytest
 import redis
 
+from shared.demo.engagement import Collect
 from shared.engagement.clickhouse import Warehouse
-from shared.engagement.demo import Collect
 from shared.engagement.functions import Pipeline, use_pipeline
 from shared.engagement.leaderboard import Leaderboard
 from shared.errors import TransientError
@@ -893,7 +893,7 @@ def test_engagement_pct_definition() -> None:
 
 def test_demo_runs_on_embedded_defaults(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo hands its batches to the functions function_app registers, timers included."""
-    from shared.engagement.demo import run_demo
+    from shared.demo.engagement import run_demo
 
     calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for name in ENGAGEMENT_FUNCTIONS:

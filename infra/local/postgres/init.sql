@@ -4,8 +4,10 @@
 -- docker-compose.yml mounts this file in /docker-entrypoint-initdb.d: the postgres image runs it once, as the
 -- superuser, on a new data volume. Every statement is idempotent, so it can also be run again by hand:
 --   psql -v ON_ERROR_STOP=1 -U app -d appdb -f infra/local/postgres/init.sql
--- The two tables are the ones `streamduck simulate --target postgres` writes (and creates when missing,
--- shared/simulate/targets.py); tests/cli/test_debezium.py checks that both definitions agree.
+-- The two tables are the ones `streamduck simulate --target postgres` writes, and creates when missing with
+-- the CREATE TABLE statements below: this file is their one definition. The package ships a copy,
+-- shared/simulate/init.sql, which tests/test_package_data.py keeps identical to this file (edit this one, then
+-- copy it there).
 
 CREATE TABLE IF NOT EXISTS content (
   id UUID PRIMARY KEY,

@@ -4,29 +4,28 @@ For each mapping (or one demo mapping when none is configured) the demo generate
 partitions, a few of them bad (invalid JSON, not UTF-8, oversized), and hands them to the registered
 ``eventhub_to_motherduck_N`` function in host-shaped batches, the way the Functions host would. It also
 behaves like a host that crashed: some batches are delivered twice and one partition is replayed in a
-different split. The summary shows what landed: rows (each event once), watermarks and dead letters.
+different split. The summary shows what landed: rows (each event once), watermarks and dead letters, read
+through connections of its own (DuckDB shares one database instance per file within a process).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import random
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import azure.functions as func
 import duckdb
 
-from shared.appindex import user_function
+from shared.demo.app import registered_functions
+from shared.devhost.functions import HostedFunction
 from shared.duck import tables
+from shared.duck.connection import DuckConnections
 from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
 from shared.settings import EventHubMapping, Settings, load_settings
 
@@ -39,19 +38,6 @@ DEMO_MAPPING = {
     "MOTHERDUCK_1_FORMAT": "json",
 }
 PARTITIONS = ("0", "1", "2", "3")
-_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _function_app(settings: Settings) -> ModuleType:
-    """``function_app`` indexed with the current environment (re-indexed if it was imported with other settings)."""
-    if str(_ROOT) not in sys.path:
-        sys.path.insert(0, str(_ROOT))
-    module = sys.modules.get("function_app")
-    if module is None:
-        return importlib.import_module("function_app")
-    if [m.function_name for m in module.settings.mappings] != [m.function_name for m in settings.mappings]:
-        return importlib.reload(module)
-    return module
 
 
 def _events(
@@ -95,7 +81,10 @@ def _events(
 
 
 def _deliver(
-    fn: Any, m: EventHubMapping, settings: Settings, per_partition: dict[str, list[SourceEvent]]
+    fn: Callable[..., Any],
+    m: EventHubMapping,
+    settings: Settings,
+    per_partition: dict[str, list[SourceEvent]],
 ) -> int:
     """Call the function like the host: batches of ``MOTHERDUCK_N_BATCH``, with crash replays. Returns deliveries."""
     namespace = settings.eventhub_namespace or "demo.servicebus.windows.net"
@@ -117,11 +106,8 @@ def _deliver(
 
 
 @contextmanager
-def _cursor(fn_app: ModuleType, m: EventHubMapping) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A cursor on the mapping's database, from the connections the registered functions use."""
-    from shared.eventhubs import default_ingestor
-
-    connections = default_ingestor(fn_app.settings).connections
+def _cursor(connections: DuckConnections, m: EventHubMapping) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor on the mapping's database (its tables created if needed, as the function creates them)."""
     cur = connections.cursor(m.database, m.token)
     try:
         tables.ensure(cur, m, connections.location(m.database, m.token))
@@ -130,9 +116,9 @@ def _cursor(fn_app: ModuleType, m: EventHubMapping) -> Iterator[duckdb.DuckDBPyC
         cur.close()
 
 
-def _first_sequence(fn_app: ModuleType, m: EventHubMapping) -> dict[str, int]:
+def _first_sequence(connections: DuckConnections, m: EventHubMapping) -> dict[str, int]:
     """Where each partition continues: after what an earlier run left (sequence numbers keep growing)."""
-    with _cursor(fn_app, m) as cur:
+    with _cursor(connections, m) as cur:
         marks = cur.execute(
             f"SELECT partition_id, max(sequence_number) FROM {tables.control(m, tables.WATERMARKS)} "
             "WHERE target_table = ? GROUP BY partition_id",
@@ -141,12 +127,12 @@ def _first_sequence(fn_app: ModuleType, m: EventHubMapping) -> dict[str, int]:
     return {str(p): int(s) + 1 for p, s in marks}
 
 
-def _landed(fn_app: ModuleType, m: EventHubMapping, events: int, first_seq: dict[str, int]) -> dict[str, Any]:
-    from shared.eventhubs import default_ingestor
-
+def _landed(
+    connections: DuckConnections, m: EventHubMapping, events: int, first_seq: dict[str, int]
+) -> dict[str, Any]:
     this_run = "(SELECT unnest(?::VARCHAR[]) AS p, unnest(?::BIGINT[]) AS s) AS run"
     bounds = [list(PARTITIONS), [first_seq.get(p, 0) for p in PARTITIONS]]
-    with _cursor(fn_app, m) as cur:
+    with _cursor(connections, m) as cur:
         target = tables.target(m)
         count, distinct = cur.execute(
             f"SELECT count(*), count(DISTINCT (partition_id, sequence_number)) FROM {target} t "
@@ -167,7 +153,7 @@ def _landed(fn_app: ModuleType, m: EventHubMapping, events: int, first_seq: dict
     dead = {str(kind): int(n) for kind, n in letters}
     return {
         "target": m.target,
-        "location": default_ingestor(fn_app.settings).connections.location(m.database, m.token),
+        "location": connections.location(m.database, m.token),
         "events_generated": events,
         "rows": int(count),
         "distinct_rows": int(distinct),
@@ -182,29 +168,44 @@ def run_demo(settings: Settings, *, events: int = 20_000, seed: int = 7) -> dict
     if not settings.mappings:
         os.environ.update(DEMO_MAPPING)
         settings = load_settings()
-    fn_app = _function_app(settings)
+    functions = registered_functions(eventhub_functions=[m.function_name for m in settings.mappings])
+    connections = DuckConnections(data_dir=settings.data_dir, default_token=settings.motherduck_token)
+    try:
+        return _run(settings, functions, connections, events=events, seed=seed)
+    finally:
+        connections.close()
+
+
+def _run(
+    settings: Settings,
+    functions: dict[str, HostedFunction],
+    connections: DuckConnections,
+    *,
+    events: int,
+    seed: int,
+) -> dict[str, Any]:
     rng = random.Random(seed)  # noqa: S311 - reproducible demo traffic, not security
     start = datetime.now(UTC).replace(microsecond=0)
     results: list[dict[str, Any]] = []
-    for m in fn_app.settings.mappings:
-        first_seq = _first_sequence(fn_app, m)
-        per_partition = _events(rng, events, start, fn_app.settings.max_event_bytes, first_seq)
-        fn = user_function(fn_app.app, m.function_name)
+    for m in settings.mappings:
+        first_seq = _first_sequence(connections, m)
+        per_partition = _events(rng, events, start, settings.max_event_bytes, first_seq)
+        fn = functions[m.function_name].user_function
         t0 = time.perf_counter()
-        deliveries = _deliver(fn, m, fn_app.settings, per_partition)
+        deliveries = _deliver(fn, m, settings, per_partition)
         seconds = time.perf_counter() - t0
-        landed = _landed(fn_app, m, events, first_seq)
+        landed = _landed(connections, m, events, first_seq)
         landed |= {"deliveries": deliveries, "seconds": round(seconds, 3)}
         results.append(landed)
-    if fn_app.settings.mappings:  # the compaction timer, once, as the host would fire it
-        user_function(fn_app.app, "compact_motherduck")(func.TimerRequest(past_due=False))
-        for m, landed in zip(fn_app.settings.mappings, results, strict=True):
-            landed["last_compaction"] = _last_compaction(fn_app, m)
+    if settings.mappings:  # the compaction timer, once, as the host would fire it
+        functions["compact_motherduck"].user_function(func.TimerRequest(past_due=False))
+        for m, landed in zip(settings.mappings, results, strict=True):
+            landed["last_compaction"] = _last_compaction(connections, m)
     return {"mappings": results}
 
 
-def _last_compaction(fn_app: ModuleType, m: EventHubMapping) -> dict[str, Any] | None:
-    with _cursor(fn_app, m) as cur:
+def _last_compaction(connections: DuckConnections, m: EventHubMapping) -> dict[str, Any] | None:
+    with _cursor(connections, m) as cur:
         rows = cur.execute(
             f"SELECT rows_before, rows_after, rows_expired, checkpointed FROM {tables.control(m, tables.MAINTENANCE)} "
             "WHERE target_table = ? ORDER BY finished_at DESC LIMIT 1",

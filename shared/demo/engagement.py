@@ -8,8 +8,9 @@ collector standing in for the Kafka output binding; then the timers ``engagement
 Some content arrives only after its engagements (those events are published unknown and re-enriched), and a
 few bad records show the dead-letter path.
 
-``function_app`` reads its settings from the process environment when it is imported (``streamduck demo``
-exports the demo's environment first). The functions take their stores from
+The functions are found by the dev host's discovery (:mod:`shared.demo.app`); ``function_app`` reads its
+settings from the process environment when it is imported (``streamduck demo`` exports the demo's environment
+first). The functions take their stores from
 :func:`~shared.engagement.functions.pipeline_for`; the demo runs them against a pipeline built from the
 ``settings`` it is given (:func:`~shared.engagement.functions.use_pipeline`), so the summary always describes
 those stores.
@@ -17,19 +18,16 @@ those stores.
 
 from __future__ import annotations
 
-import importlib
 import json
 import random
-import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 
-from shared.appindex import user_function
+from shared.demo.app import registered_functions
 from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
 from shared.engagement.redis_io import redis_errors
@@ -42,15 +40,14 @@ _DEVICES = ("ios", "android", "web-chrome", "web-safari", "roku")
 
 WINDOWS_FUNCTION = "engagement_leaderboard_windows"
 UPKEEP_FUNCTION = "engagement_upkeep"
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def registered(name: str) -> Callable[..., None]:
     """The plain callable the worker invokes for function ``name`` of ``function_app`` (imported if needed)."""
-    if str(_ROOT) not in sys.path:
-        sys.path.insert(0, str(_ROOT))
-    module = sys.modules.get("function_app") or importlib.import_module("function_app")
-    function: Callable[..., None] = user_function(module.app, name)
+    functions = registered_functions()
+    if name not in functions:
+        raise KeyError(f"no function named {name!r}; the app has {', '.join(sorted(functions))}")
+    function: Callable[..., None] = functions[name].user_function
     return function
 
 
