@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from shared.cli.credentials import SCOPES
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 
 
 def no_credential_env(tmp_path: Path, **extra: str) -> dict[str, str]:

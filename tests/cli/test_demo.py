@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 
 
 def _closed_url() -> str:

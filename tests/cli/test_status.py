@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.support import ROOT, base_env, run_cli
+from tests.support.cli import ROOT, base_env, run_cli
 
 MAPPING = {
     "EVENTHUBNAME_1": "telemetry",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.support import ROOT, base_env, run_cli
+from tests.support.cli import ROOT, base_env, run_cli
 
 MAPPING = {
     "EVENTHUBNAME_1": "telemetry",

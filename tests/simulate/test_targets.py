@@ -18,7 +18,7 @@ from shared.errors import TerminalError, TransientError
 from shared.settings import load_settings
 from shared.simulate.model import Engagement, TrafficModel
 from shared.simulate.targets import EventHubsTarget, create_topics
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
