@@ -34,6 +34,10 @@ lint: venv ## ruff + mypy --strict
 test: venv ## Whole test suite: installs and starts local services, runs every test, stops them
 	bash scripts/test.sh
 
+.PHONY: test-unit
+test-unit: venv ## Tests that need no service (not marked integration), no service started: under a minute
+	$(PY) -m pytest -m "not integration" $(ARGS)
+
 .PHONY: services-up
 services-up: venv ## Install and start Redis, Kafka, Azurite, PostgreSQL on 127.0.0.1 (env in .services/env)
 	bash scripts/services.sh install

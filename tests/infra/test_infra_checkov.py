@@ -19,6 +19,9 @@ import yaml  # type: ignore[import-untyped]
 
 from .infra_helpers import CHECKOV_CONFIG, INFRA, ROOT, require_tool
 
+# slow: one Checkov scan of every Bicep file (seconds); left out of `make test-unit`.
+pytestmark = pytest.mark.slow
+
 _SKIP_LINE = re.compile(r"^\s*-\s*(?P<check>CKV2?_[A-Z]+_\d+)\s*(?:#\s*(?P<reason>.*))?$")
 NO_SUCH_CHECK = "CKV_STREAMDUCK_NONE"  # overrides the config's skip list without skipping anything
 

@@ -157,6 +157,7 @@ def test_an_event_larger_than_an_empty_batch_is_a_terminal_error() -> None:
     assert producer.sent == []
 
 
+@pytest.mark.slow  # the Event Hubs client retries the closed port before it gives up
 def test_an_unreachable_namespace_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     env = base_env(
         tmp_path,
