@@ -19,9 +19,6 @@ import yaml  # type: ignore[import-untyped]
 
 from .infra_helpers import CHECKOV_CONFIG, INFRA, ROOT, require_tool
 
-# slow: one Checkov scan of every Bicep file (seconds); left out of `make test-unit`.
-pytestmark = pytest.mark.slow
-
 _SKIP_LINE = re.compile(r"^\s*-\s*(?P<check>CKV2?_[A-Z]+_\d+)\s*(?:#\s*(?P<reason>.*))?$")
 NO_SUCH_CHECK = "CKV_STREAMDUCK_NONE"  # overrides the config's skip list without skipping anything
 
@@ -90,6 +87,7 @@ def test_every_skip_has_a_reason() -> None:
         assert len(reason) >= 30, f"{check}: give the reason for skipping it after '#' on the same line"
 
 
+@pytest.mark.slow  # the Checkov scan of every Bicep file takes seconds
 def test_checkov_scans_the_security_relevant_resources(checkov_scan: Scan) -> None:
     scanned = {str(c["resource"]).rsplit(".", 1)[0] for c in checkov_scan.passed + checkov_scan.failed}
     for resource_type in (
@@ -102,6 +100,7 @@ def test_checkov_scans_the_security_relevant_resources(checkov_scan: Scan) -> No
     assert checkov_scan.seconds < 300, f"the Checkov scan took {checkov_scan.seconds:.0f} s"
 
 
+@pytest.mark.slow  # the Checkov scan of every Bicep file takes seconds
 def test_no_failed_check_except_the_listed_skips(checkov_scan: Scan) -> None:
     skips = configured_skips()
     unlisted = [
@@ -114,6 +113,7 @@ def test_no_failed_check_except_the_listed_skips(checkov_scan: Scan) -> None:
     )
 
 
+@pytest.mark.slow  # the Checkov scan of every Bicep file takes seconds
 def test_no_stale_skip(checkov_scan: Scan) -> None:
     failing = {str(c["check_id"]) for c in checkov_scan.failed}
     stale = sorted(set(configured_skips()) - failing)
