@@ -1,5 +1,5 @@
 # shellcheck shell=bash source-path=SCRIPTDIR
-# Sourced by scripts/services.sh (not run on its own): settings and helpers shared by every service.
+# Sourced by scripts/services.sh (not run on its own): settings and functions shared by every service.
 # Uses ROOT (the checkout) set by the dispatcher.
 
 SVC="$ROOT/.services"

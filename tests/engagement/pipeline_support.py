@@ -1,4 +1,4 @@
-"""Expectations and stream helpers of the engagement pipeline tests.
+"""Expectations and Kafka stream builders of the engagement pipeline tests.
 
 Expected values are computed independently here (``decimal`` arithmetic, plain dictionaries), never with the
 pipeline's own helpers.

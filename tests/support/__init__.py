@@ -1,1 +1,1 @@
-"""Helpers every test folder imports: the CLI as a subprocess, the Event Hubs feeder."""
+"""What every test folder imports: the CLI run as a subprocess, the Event Hubs feeder."""
