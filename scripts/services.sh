@@ -19,10 +19,9 @@
 # (redis.sh, kafka.sh, azurite.sh, postgres.sh; each defines <name>_install, _launch, _wait, _stop, _status,
 # _env and _clean, with pg_ for postgres) and the functions they share (common.sh). The services stay shell
 # scripts rather than pytest fixtures driving a process-management library because more than pytest uses
-# them: `make services-up`,
-# `make bench`, `make demo` (the Redis install), scripts/test.sh and CI start them outside any test run, and
-# what they drive (apt-get, mvn, npm, pg_ctl, a daemonising redis-server, a detached JVM) is shell work. A run
-# of the suite starts them once, in parallel, and pytest only reads .services/env.
+# them: `make services-up`, `make bench`, `make demo` (the Redis install), scripts/test.sh and CI start them
+# outside any test run, and what they drive (apt-get, mvn, npm, pg_ctl, a daemonising redis-server, a detached
+# JVM) is shell work. A run of the suite starts them once, in parallel, and pytest only reads .services/env.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
