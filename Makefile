@@ -38,6 +38,10 @@ test: venv ## Whole test suite: installs and starts local services, runs every t
 package-size: ## Install requirements.txt as the Functions remote build does; fail above 450 MB (LIMIT_MB=...)
 	PYTHON="$(PYTHON)" bash scripts/package-size.sh requirements.txt $(LIMIT_MB)
 
+.PHONY: test-unit
+test-unit: venv ## Tests that need no service (not marked integration), no service started: under a minute
+	$(PY) -m pytest -m "not integration" $(ARGS)
+
 .PHONY: services-up
 services-up: venv ## Install and start Redis, Kafka, Azurite, PostgreSQL on 127.0.0.1 (env in .services/env)
 	bash scripts/services.sh install

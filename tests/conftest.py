@@ -154,6 +154,29 @@ def unique_name() -> str:
     return "u" + uuid.uuid4().hex[:11]
 
 
+# ------------------------------------------------------------------------------------ unit and integration
+
+SERVICE_FIXTURES = frozenset({"redis_url", "kafka_brokers", "azurite_connection_string", "pg_dsn"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``integration`` every test whose fixture closure holds a service fixture, ``unit`` the rest.
+
+    ``make test-unit`` runs ``-m "not integration"`` with no service started, in under a minute. Two kinds of
+    test need no service fixture and still stay out of that half, each marked in its file with the reason:
+    a test that starts a service of its own (an explicit ``integration`` mark) and a ``slow`` one (waits out
+    timeouts, runs a benchmark, a property search or a scanner), which counts as ``integration`` here.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        integration = item.get_closest_marker("integration") is not None
+        if not integration and (names & SERVICE_FIXTURES or item.get_closest_marker("slow") is not None):
+            item.add_marker(pytest.mark.integration)
+            integration = True
+        if not integration:
+            item.add_marker(pytest.mark.unit)
+
+
 # ------------------------------------------------------------------------------------ no skips, no xfails
 
 

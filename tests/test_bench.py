@@ -30,6 +30,7 @@ def _bench(module: str, *args: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow  # a benchmark: 3,000 events at two batch sizes plus a baseline
 def test_eventhubs_benchmark_lands_every_event_and_reports_the_floor() -> None:
     result = _bench(
         "bench.eventhubs_ingest", "--events", "3000", "--batches", "100,1000", "--baseline-events", "500"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "services.sh"
 
@@ -20,6 +22,7 @@ def _closed_port() -> int:
     return port
 
 
+@pytest.mark.slow  # waits out the 2 s readiness timeout
 def test_kafka_readiness_timeout_names_the_last_client_error(tmp_path: Path) -> None:
     port = _closed_port()
     pidfile = tmp_path / "kafka.pid"

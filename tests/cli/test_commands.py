@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import ROOT, base_env, run_cli
+from tests.support.cli import ROOT, base_env, run_cli
 
 COMMANDS = ["run", "validate-config", "status", "check-credentials", "simulate", "demo", "version"]
 

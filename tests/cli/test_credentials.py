@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from shared.cli.credentials import SCOPES
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 
 
 def no_credential_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -133,6 +133,7 @@ def test_says_which_credential_answered_and_fails_on_any_missing_scope(
     assert "error: no token for Redis (1 of 3" in result.stderr
 
 
+@pytest.mark.slow  # waits out the command's 2 s timeout
 def test_an_endpoint_that_never_answers_is_cut_by_the_timeout(tmp_path: Path) -> None:
     with socket.socket() as silent:  # accepts connections (kernel backlog), never answers
         silent.bind(("127.0.0.1", 0))

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
+
+# integration: these tests take the Redis service (redis_url) or have the demo start a redis-server of its
+# own (the binary `bash scripts/services.sh install redis` provides), so the module runs in `make test` only.
+pytestmark = pytest.mark.integration
 
 
 def _closed_url() -> str:

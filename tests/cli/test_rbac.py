@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.cli.support import ROOT, base_env, run_cli
+from tests.support.cli import ROOT, base_env, run_cli
 
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 BICEP = sorted([ROOT / "infra" / "main.bicep", *(ROOT / "infra" / "app").glob("*.bicep")])

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.support import ROOT, base_env, run_cli
+import pytest
+
+from tests.support.cli import ROOT, base_env, run_cli
 
 MAPPING = {
     "EVENTHUBNAME_1": "telemetry",
@@ -53,6 +55,7 @@ def status_env(tmp_path: Path) -> dict[str, str]:
     )
 
 
+@pytest.mark.slow  # two processes, each starting embedded ClickHouse (chDB)
 def test_status_counts_engagement_dead_letters_and_shows_last_compaction(tmp_path: Path) -> None:
     env = status_env(tmp_path)
     setup = subprocess.run(

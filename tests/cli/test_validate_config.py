@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.support import ROOT, base_env, run_cli
+from tests.support.cli import ROOT, base_env, run_cli
 
 MAPPING = {
     "EVENTHUBNAME_1": "telemetry",
@@ -134,6 +134,7 @@ def test_checkpoint_storage_missing(tmp_path: Path, healthy: dict[str, str]) -> 
     assert "UseDevelopmentStorage=true" in problems(report)["AzureWebJobsStorage"]
 
 
+@pytest.mark.slow  # waits out the 3 s connection timeout of each unreachable store
 def test_each_unreachable_store_names_its_variable(tmp_path: Path) -> None:
     port = closed_port()
     azurite_down = (

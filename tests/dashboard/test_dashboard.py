@@ -31,7 +31,7 @@ import pytest
 import redis
 
 from shared.engagement.leaderboard import Leaderboard
-from tests.cli.support import ROOT, base_env, run_cli, start_cli, stop, wait_for
+from tests.support.cli import ROOT, base_env, run_cli, start_cli, stop, wait_for
 
 MAPPING = {
     "EVENTHUBNAME_1": "telemetry",

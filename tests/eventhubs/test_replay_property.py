@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import duckdb
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,9 @@ from shared.errors import TransientError
 from shared.eventhubs.ingest import EventHubIngestor
 from shared.eventhubs.sink import MotherDuckSink
 from tests.eventhubs.helpers import batch, mapping_env, rows, settings_for, source_events
+
+# slow: hypothesis replays many delivery schedules (seconds); left out of `make test-unit`.
+pytestmark = pytest.mark.slow
 
 PARTITIONS = ("0", "1", "2")
 EVENTS_PER_PARTITION = 60

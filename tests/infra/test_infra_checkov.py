@@ -87,6 +87,7 @@ def test_every_skip_has_a_reason() -> None:
         assert len(reason) >= 30, f"{check}: give the reason for skipping it after '#' on the same line"
 
 
+@pytest.mark.slow  # the Checkov scan of every Bicep file takes seconds
 def test_checkov_scans_the_security_relevant_resources(checkov_scan: Scan) -> None:
     scanned = {str(c["resource"]).rsplit(".", 1)[0] for c in checkov_scan.passed + checkov_scan.failed}
     for resource_type in (
@@ -99,6 +100,7 @@ def test_checkov_scans_the_security_relevant_resources(checkov_scan: Scan) -> No
     assert checkov_scan.seconds < 300, f"the Checkov scan took {checkov_scan.seconds:.0f} s"
 
 
+@pytest.mark.slow  # the Checkov scan of every Bicep file takes seconds
 def test_no_failed_check_except_the_listed_skips(checkov_scan: Scan) -> None:
     skips = configured_skips()
     unlisted = [
@@ -111,6 +113,7 @@ def test_no_failed_check_except_the_listed_skips(checkov_scan: Scan) -> None:
     )
 
 
+@pytest.mark.slow  # the Checkov scan of every Bicep file takes seconds
 def test_no_stale_skip(checkov_scan: Scan) -> None:
     failing = {str(c["check_id"]) for c in checkov_scan.failed}
     stale = sorted(set(configured_skips()) - failing)

@@ -34,7 +34,7 @@ from shared.devhost.eventhubs import (
 from shared.devhost.functions import HostedFunction, discover
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
-from tests.cli.support import write_app
+from tests.support.cli import write_app
 
 NAMESPACE = "streamduck-test.servicebus.windows.net"
 
@@ -230,7 +230,7 @@ def test_run_keeps_retrying_an_unreachable_hub_and_stops_cleanly(
     import signal
     import socket
 
-    from tests.cli.support import ROOT, base_env, start_cli, stop, wait_for
+    from tests.support.cli import ROOT, base_env, start_cli, stop, wait_for
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

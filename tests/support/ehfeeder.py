@@ -5,7 +5,7 @@ Stands in for the Event Hubs service (not available locally): for each partition
 batch callback, which calls the function and checkpoints afterwards. ``kill -9`` at any moment and a restart
 therefore replay exactly like the real host would.
 
-    python -m tests.cli.ehfeeder TOTAL_PER_PARTITION BATCH PARTITIONS
+    python -m tests.support.ehfeeder TOTAL_PER_PARTITION BATCH PARTITIONS
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from shared.devhost.eventhubs import EventHubBatching, EventHubSource, HubConnec
 from shared.devhost.functions import discover, import_app, select
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
-from tests.cli.support import ROOT
+from tests.support.cli import ROOT
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,7 +1,8 @@
 """The dev host's Kafka source against a real broker: batches, retries, commits, SIGTERM and kill -9.
 
 A small function app (written per test) appends every event it receives to a file, so duplicates and
-losses are visible exactly; the real pipeline's exactly-once behaviour is covered in test_end_to_end.py.
+losses are visible exactly; the real pipeline's exactly-once behaviour is covered in
+tests/end_to_end/test_killed_host.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.support import base_env, run_cli, start_cli, stop, wait_for, write_app
+from tests.support.cli import base_env, run_cli, start_cli, stop, wait_for, write_app
 
 APP = """
 import json, os, time

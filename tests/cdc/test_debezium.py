@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from shared.engagement.cdc import RawRecord, decode_content, decode_engagement
 from shared.settings import load_settings
 from shared.simulate.targets import SCHEMA_SQL
-from tests.cli.support import ROOT
+from tests.support.cli import ROOT
 
 CONNECTOR = ROOT / "infra" / "local" / "debezium" / "connector.json"
 INIT_SQL = ROOT / "infra" / "local" / "postgres" / "init.sql"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 
 START = "2026-03-01T12:00:00Z"
 

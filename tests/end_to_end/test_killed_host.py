@@ -5,7 +5,7 @@ registered engagement functions into chDB (ClickHouse) and Redis; the host is ki
 restarted; ClickHouse rows and the Redis leaderboard scores are then exactly what the simulated traffic implies.
 
 Event Hubs path: the same, into local DuckDB, with the Event Hubs service replaced by a feeder that drives the
-dev host's Event Hubs source and its blob checkpoints on Azurite (tests/cli/ehfeeder.py).
+dev host's Event Hubs source and its blob checkpoints on Azurite (tests/support/ehfeeder.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from shared.simulate.model import TrafficModel
-from tests.cli.support import ROOT, base_env, run_cli, start_cli, wait_for
+from tests.support.cli import ROOT, base_env, run_cli, start_cli, wait_for
 
 EVENTS = 6000
 FIRST_ID = 7_000_000
@@ -149,7 +149,7 @@ def test_eventhubs_pipeline_exact_after_kill_9(
         MOTHERDUCK_1_TABLE="telemetry",
         FEEDER_PAUSE="0.05",
     )
-    feeder = [sys.executable, "-m", "tests.cli.ehfeeder", str(per_partition), str(batch), str(partitions)]
+    feeder = [sys.executable, "-m", "tests.support.ehfeeder", str(per_partition), str(batch), str(partitions)]
     log = (tmp_path / "feeder1.log").open("wb")
     first = subprocess.Popen(
         feeder, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

@@ -18,7 +18,7 @@ from shared.errors import TerminalError, TransientError
 from shared.settings import load_settings
 from shared.simulate.model import Engagement, TrafficModel
 from shared.simulate.targets import EventHubsTarget, create_topics
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -157,6 +157,7 @@ def test_an_event_larger_than_an_empty_batch_is_a_terminal_error() -> None:
     assert producer.sent == []
 
 
+@pytest.mark.slow  # the Event Hubs client retries the closed port before it gives up
 def test_an_unreachable_namespace_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     env = base_env(
         tmp_path,

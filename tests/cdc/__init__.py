@@ -1,0 +1,1 @@
+"""The local change data capture files: Postgres init.sql and the Debezium connector."""

@@ -1,0 +1,1 @@
+"""End to end with the dev host and the real function app."""

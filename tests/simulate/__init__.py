@@ -1,0 +1,1 @@
+"""The traffic simulator: its targets and the `simulate` command."""
