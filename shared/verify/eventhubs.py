@@ -68,7 +68,8 @@ def build_events(marks: RunMarks, mapping: EventHubMapping) -> list[EventData]:
     from azure.eventhub import EventData
 
     event = EventData(marks.eventhub_body(mapping.index))
-    properties: dict[str | bytes, Any] = dict(marks.eventhub_properties())
+    properties: dict[str | bytes, Any] = {}
+    properties.update(marks.eventhub_properties())
     event.properties = properties
     return [event]
 

@@ -1,10 +1,9 @@
-"""The verify report as a table (the CLI passes its console; ``--json`` prints ``VerifyReport.as_dict``)."""
+"""The verify report as text, a line per step (``--json`` prints ``VerifyReport.as_dict`` instead)."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from shared.verify.core import VerifyReport
 from shared.verify.steps import Status
@@ -13,19 +12,16 @@ _STYLE = {Status.OK: "green", Status.MISSING: "yellow", Status.ERROR: "red", Sta
 
 
 def render(report: VerifyReport, console: Console) -> None:
-    table = Table(title=f"streamduck verify {report.marks.run_id}", title_justify="left")
-    for column in ("step", "target", "status", "seconds", "detail"):
-        table.add_column(column, overflow="fold")
+    """``step  status  seconds  target  detail``, one line each, then the outcome."""
+    console.print(f"streamduck verify: run {report.marks.run_id}, timeout {report.timeout:g}s")
+    width = max((len(s.name) for s in report.steps), default=4)
     for step in report.steps:
         status = step.status or Status.MISSING
-        table.add_row(
-            step.name,
-            escape(step.target),
-            f"[{_STYLE[status]}]{status}[/]",
-            "-" if step.seconds is None else f"{step.seconds:.2f}",
-            escape(step.detail),
+        seconds = "-" if step.seconds is None else f"{step.seconds:.2f}s"
+        console.print(
+            f"{step.name:<{width}}  [{_STYLE[status]}]{status:<7}[/]  {seconds:>8}  {escape(step.target)}"
+            + (f"  {escape(step.detail)}" if step.detail else "")
         )
-    console.print(table)
     if report.ok:
         console.print(f"[green]every step ok[/] (run {report.marks.run_id})")
 
