@@ -164,7 +164,7 @@ def _send_kafka(
     watch: kafka_path.EnrichedWatch | None = None
     try:
         watch = kafka_path.EnrichedWatch(settings, marks.run_id)
-        detail = kafka_path.send(settings, marks, watch, timeout=min(timeout, 30.0))
+        detail = kafka_path.send(settings, marks, watch, timeout=min(timeout, 30.0), content_wait=timeout / 2)
     except StreamDuckError as exc:
         send.finish(Status.ERROR, clock() - started, error_text(exc))
         for step in steps[1:]:

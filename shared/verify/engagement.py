@@ -71,29 +71,49 @@ class EnrichedWatch:
         self.assigned = False
 
     def start(self, timeout: float) -> None:
-        """Assign every partition of ``TOPIC_OUT`` at its current end (call before sending)."""
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        """Assign every partition of ``TOPIC_OUT`` at its current end (call before sending).
+
+        A topic just created may take a moment to appear in the metadata and to elect its leaders: retriable
+        broker errors are retried for ``timeout`` seconds.
+        """
+        from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
         from shared.engagement.kafka_io import kafka_errors
 
         deadline = time.monotonic() + timeout
         with kafka_errors():
-            while True:  # a topic just created may take a moment to appear in the metadata
-                metadata = self.consumer.list_topics(self.topic, timeout=timeout)
-                topic = metadata.topics.get(self.topic)
-                if topic is not None and topic.error is None and topic.partitions:
+            while True:
+                try:
+                    parts = self._ends(timeout)
                     break
-                if time.monotonic() >= deadline:
-                    raise TransientError(f"topic {self.topic} does not exist", store="kafka")
+                except KafkaException as exc:
+                    error = exc.args[0] if exc.args else None
+                    if not isinstance(error, KafkaError) or not error.retriable():
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise
                 time.sleep(0.2)
-            parts = []
-            for p in sorted(topic.partitions):
-                _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=timeout, cached=False
-                )
-                parts.append(TopicPartition(self.topic, p, high if high >= 0 else OFFSET_BEGINNING))
-            self.consumer.assign(parts)
+            self.consumer.assign(
+                [TopicPartition(self.topic, p, high if high >= 0 else OFFSET_BEGINNING) for p, high in parts]
+            )
         self.assigned = True
+
+    def _ends(self, timeout: float) -> list[tuple[int, int]]:
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+        metadata = self.consumer.list_topics(self.topic, timeout=timeout)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise KafkaException(
+                KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"topic {self.topic} not ready", retriable=True)
+            )
+        ends = []
+        for p in sorted(topic.partitions):
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(self.topic, p), timeout=timeout, cached=False
+            )
+            ends.append((p, high))
+        return ends
 
     def poll(self, seconds: float) -> None:
         from shared.engagement.kafka_io import kafka_errors
@@ -129,18 +149,46 @@ class EnrichedWatch:
         self.consumer.close()
 
 
-def send(settings: Settings, marks: RunMarks, watch: EnrichedWatch, *, timeout: float) -> str:
-    """Send the run's content row, then its engagement; returns a detail line. Raises StreamDuckError."""
+def send(
+    settings: Settings, marks: RunMarks, watch: EnrichedWatch, *, timeout: float, content_wait: float
+) -> str:
+    """Send the run's content row, then its engagement; returns a detail line. Raises StreamDuckError.
+
+    The engagement is sent once the content store holds the content (at most ``content_wait`` seconds): the two
+    topics are consumed independently, and an engagement enriched before its content arrived is completed only
+    when the content change finds its stored row, or by the upkeep timer's sweep minutes later.
+    """
     from shared.simulate.targets import KafkaTarget
 
     target = KafkaTarget(settings)  # creates missing topics (TOPIC_OUT too), like `streamduck simulate`
     try:
         watch.start(timeout)
         target.send_content([marks.content])
+        unconfirmed = _content_unconfirmed(settings, marks, content_wait)
         target.send_events([marks.engagement])
     finally:
         target.close()
-    return f"content {marks.content.id}, engagement {marks.engagement.id}"
+    note = f" (sent without seeing the content stored: {unconfirmed})" if unconfirmed else ""
+    return f"content {marks.content.id}, engagement {marks.engagement.id}{note}"
+
+
+def _content_unconfirmed(settings: Settings, marks: RunMarks, seconds: float) -> str | None:
+    """Wait until the content store holds the test content: ``None`` then, else why not after ``seconds``."""
+    from shared.engagement.leaderboard import redis_stores
+    from shared.verify.steps import error_text
+
+    deadline = time.monotonic() + seconds
+    reason = f"not in the content store within {seconds:g}s"
+    while True:
+        try:
+            _, store = redis_stores(settings, _redis(settings))
+            if store.get_many([marks.content.id], use_cache=False).get(marks.content.id) is not None:
+                return None
+        except TransientError as exc:  # kept for the detail; the leaderboard step reports Redis itself
+            reason = error_text(exc)
+        if time.monotonic() >= deadline:
+            return reason
+        time.sleep(0.2)
 
 
 # --------------------------------------------------------------------------------------- ClickHouse
@@ -169,6 +217,9 @@ def chdb_held(path: Path) -> bool:
         os.close(fd)
 
 
+_OPENED: set[Path] = set()
+
+
 class ChdbInUse(TransientError):
     """The embedded chDB folder is held by another process (chDB allows one engine per folder)."""
 
@@ -178,12 +229,15 @@ def _warehouse(settings: Settings) -> Any:
 
     if not settings.clickhouse_host:
         path = settings.clickhouse_chdb_path.resolve()
-        if chdb_held(path):
+        if path not in _OPENED and chdb_held(path):
             raise ChdbInUse(
                 "the embedded chDB folder is held by another process (a running `streamduck run`?); "
                 "it can be read once that process stops (or set CLICKHOUSE_HOST)",
                 store=f"chDB {settings.clickhouse_chdb_path}",
             )
+        warehouse = Warehouse.from_settings(settings)
+        _OPENED.add(path)  # this process runs the engine now: its own lock is no sign of another process
+        return warehouse
     return Warehouse.from_settings(settings)
 
 
