@@ -80,6 +80,12 @@ class EnrichedWatch:
 
         from shared.engagement.kafka_io import kafka_errors
 
+        # What brokers answer while a topic just created elects its partition leaders (not flagged retriable).
+        not_ready = {
+            KafkaError.UNKNOWN_TOPIC_OR_PART,
+            KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+        }
         deadline = time.monotonic() + timeout
         with kafka_errors():
             while True:
@@ -88,7 +94,9 @@ class EnrichedWatch:
                     break
                 except KafkaException as exc:
                     error = exc.args[0] if exc.args else None
-                    if not isinstance(error, KafkaError) or not error.retriable():
+                    if not isinstance(error, KafkaError) or not (
+                        error.retriable() or error.code() in not_ready
+                    ):
                         raise
                     if time.monotonic() >= deadline:
                         raise

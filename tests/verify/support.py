@@ -6,9 +6,9 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from azure.eventhub import EventData
 
@@ -36,7 +36,10 @@ class FeederSender:
             self.folder,
             mapping.function_name,
             [
-                (b"".join(e.body), {str(_text(k)): _text(v) for k, v in (e.properties or {}).items()})
+                (
+                    b"".join(cast(Iterable[bytes], e.body)),
+                    {str(_text(k)): _text(v) for k, v in (e.properties or {}).items()},
+                )
                 for e in events
             ],
         )
