@@ -80,7 +80,8 @@ def test_each_mappings_event_is_sent_and_found_in_its_table(
     (json_row,) = rows(database, "telemetry")
     assert json_row[0] == run_id and json.loads(str(json_row[1]))["streamduck_verify"] == run_id
     (blob_row,) = rows(database, "blobs")
-    assert blob_row[0] == run_id and json.loads(bytes(blob_row[1]))["mapping"] == 2  # type: ignore[arg-type]
+    assert blob_row[0] == run_id
+    assert isinstance(blob_row[1], bytes) and json.loads(blob_row[1])["mapping"] == 2
 
 
 def test_cleanup_deletes_only_the_runs_rows(
