@@ -490,6 +490,8 @@ def verify(
     from shared.verify.steps import Status
 
     _logging(False)
+    for noisy in ("azure", "urllib3", "clickhouse_connect"):  # their retries repeat what the steps report
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     with expected_failures():
         base = {**os.environ, **read_local_settings(local_settings)} if local_settings else None
         environ = build_environ(env_file, base=base)
