@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from shared.errors import ConfigError, StreamDuckError, TransientError
-from shared.settings import Settings
+from shared.settings import EventHubMapping, Settings
 from shared.verify import engagement as kafka_path
 from shared.verify import eventhubs as eh_path
 from shared.verify.marks import PROPERTY, RunMarks
@@ -121,7 +121,11 @@ def run_verify(
 
 
 def _send_eventhubs(
-    settings: Settings, marks: RunMarks, m: Any, sender: eh_path.EventSender, clock: Callable[[], float]
+    settings: Settings,
+    marks: RunMarks,
+    m: EventHubMapping,
+    sender: eh_path.EventSender,
+    clock: Callable[[], float],
 ) -> list[Step]:
     send = Step(f"eventhubs_send_{m.index}", eh_path.send_target(settings, m))
     land = Step(
@@ -219,7 +223,11 @@ def _wait(
 
 
 def _cleanup(
-    settings: Settings, marks: RunMarks, mappings: Sequence[Any], with_kafka: bool, clock: Callable[[], float]
+    settings: Settings,
+    marks: RunMarks,
+    mappings: Sequence[EventHubMapping],
+    with_kafka: bool,
+    clock: Callable[[], float],
 ) -> list[Step]:
     jobs: list[tuple[Step, Callable[[], dict[str, Any]]]] = [
         (

@@ -19,6 +19,7 @@ from shared.verify.marks import RunMarks
 from shared.verify.steps import Failed, Found, Outcome, Pending
 
 POLL_SECONDS = 0.5
+POLL_BUDGET_SECONDS = 5.0
 
 
 def kafka_target(settings: Settings) -> str:
@@ -123,29 +124,38 @@ class EnrichedWatch:
             ends.append((p, high))
         return ends
 
-    def poll(self, seconds: float) -> None:
+    def poll(self, wanted: str, seconds: float) -> None:
+        """Read what arrived (for up to ``POLL_BUDGET_SECONDS`` on a busy topic); keep messages of event ``wanted``."""
         from shared.engagement.kafka_io import kafka_errors
 
+        budget = time.monotonic() + POLL_BUDGET_SECONDS
         with kafka_errors():
-            for message in self.consumer.consume(num_messages=500, timeout=seconds):
-                if message.error() is not None:
-                    raise TransientError(str(message.error()), store="kafka")
-                headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or []}
-                try:
-                    value = json.loads(message.value() or b"null")
-                except ValueError:
-                    continue  # not an enriched event of this run (the topic may carry anything)
-                self.seen.append({"headers": headers, "value": value, "partition": message.partition()})
+            while True:
+                messages = self.consumer.consume(num_messages=1000, timeout=seconds)
+                for message in messages:
+                    if message.error() is not None:
+                        raise TransientError(str(message.error()), store="kafka")
+                    headers = dict(message.headers() or [])
+                    if (headers.get("event_id") or b"").decode("utf-8", "replace") != wanted:
+                        continue
+                    try:
+                        value = json.loads(message.value() or b"null")
+                    except ValueError:
+                        value = None  # not an enriched event: reported as not enriched below
+                    self.seen.append({"value": value, "partition": message.partition()})
+                if len(messages) < 1000 or time.monotonic() >= budget:
+                    return
 
     def check(self, marks: RunMarks) -> Outcome:
-        self.poll(POLL_SECONDS)
         wanted = str(marks.engagement.id)
-        mine = [m for m in self.seen if m["headers"].get("event_id") == wanted]
-        if not mine:
+        self.poll(wanted, POLL_SECONDS)
+        if not self.seen:
             return Pending("no enriched message with this event id yet")
-        known = [m for m in mine if isinstance(m["value"], dict) and m["value"].get("content_known")]
+        known = [m for m in self.seen if isinstance(m["value"], dict) and m["value"].get("content_known")]
         if not known:
-            return Pending(f"{len(mine)} message(s) with this event id, none enriched with the content yet")
+            return Pending(
+                f"{len(self.seen)} message(s) with this event id, none enriched with the content yet"
+            )
         value = known[-1]["value"]
         if value.get("title") != marks.content.title:
             return Failed(f"enriched with title {value.get('title')!r}, expected {marks.content.title!r}")
