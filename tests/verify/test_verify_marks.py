@@ -62,3 +62,12 @@ def test_help_has_examples_and_a_bad_settings_file_is_one_line(tmp_path: Path) -
         "error: invalid configuration (1 problem(s)); fix:",
         '  --local-settings: local.settings.json has no "Values" object (the local.settings.json layout)',
     ]
+
+
+def test_only_eventhubs_without_a_mapping_is_a_configuration_error(tmp_path: Path) -> None:
+    result = run_cli("verify", "--only", "eventhubs", env=base_env(tmp_path), cwd=tmp_path)
+    assert result.code == 3
+    assert result.stderr.splitlines()[1] == (
+        "  EVENTHUBNAME_1: no Event Hubs mapping is configured (--only eventhubs needs one), "
+        "for example EVENTHUBNAME_1=telemetry"
+    )
