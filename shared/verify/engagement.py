@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.errors import TransientError
 from shared.settings import Settings
-from shared.verify.marks import RunMarks
+from shared.verify.marks import DURATION_MS, RunMarks
 from shared.verify.steps import Failed, Found, Outcome, Pending
 
 POLL_SECONDS = 0.5
@@ -27,7 +27,9 @@ def kafka_target(settings: Settings) -> str:
 
 
 def clickhouse_target(settings: Settings) -> str:
-    table = f"{settings.clickhouse_database}.engagement_enriched"
+    from shared.engagement.clickhouse import ENRICHED_TABLE
+
+    table = f"{settings.clickhouse_database}.{ENRICHED_TABLE}"
     if settings.clickhouse_host:
         return f"{table} (ClickHouse {settings.clickhouse_host}:{settings.clickhouse_port})"
     return f"{table} (chDB {settings.clickhouse_chdb_path})"
@@ -260,20 +262,25 @@ def _warehouse(settings: Settings) -> Any:
 
 
 def _has_table(warehouse: Any, table: str) -> bool:
-    rows = warehouse.query(f"EXISTS TABLE {{db}}.{table}")
+    from shared.sqlident import quote_ident
+
+    rows = warehouse.query(f"EXISTS TABLE {{db}}.{quote_ident(table)}")
     return bool(rows) and bool(int(rows[0][0]))
 
 
 def find_clickhouse_row(settings: Settings, marks: RunMarks) -> Outcome:
     """The test engagement's current row (``FINAL``), enriched with the test content."""
+    from shared.engagement.clickhouse import ENRICHED_TABLE
+    from shared.sqlident import quote_ident
+
     if not settings.clickhouse_host and not settings.clickhouse_chdb_path.is_dir():
         return Pending("no data yet (the chDB folder does not exist)")
     warehouse = _warehouse(settings)
-    if not _has_table(warehouse, "engagement_enriched"):
+    if not _has_table(warehouse, ENRICHED_TABLE):
         return Pending("no data yet (the table does not exist)")
     rows = warehouse.query(
-        "SELECT content_known, title, toString(engagement_seconds) FROM {db}.engagement_enriched FINAL "
-        "WHERE id = {id:Int64}",
+        "SELECT content_known, title, toString(engagement_seconds) "
+        f"FROM {{db}}.{quote_ident(ENRICHED_TABLE)} FINAL WHERE id = {{id:Int64}}",
         {"id": marks.engagement.id},
     )
     if not rows:
@@ -281,9 +288,7 @@ def find_clickhouse_row(settings: Settings, marks: RunMarks) -> Outcome:
     known, title, seconds = rows[0]
     if not known:
         return Pending("row stored without its content so far")
-    if title != marks.content.title or Decimal(str(seconds)) != Decimal(marks.engagement_seconds).quantize(
-        Decimal("0.01")
-    ):
+    if title != marks.content.title or Decimal(str(seconds)) != Decimal(DURATION_MS) / 1000:
         return Failed(
             f"row has title {title!r} and {seconds} engagement seconds; expected "
             f"{marks.content.title!r} and {marks.engagement_seconds}"
@@ -296,21 +301,23 @@ def delete_clickhouse(settings: Settings, marks: RunMarks) -> dict[str, int]:
     deleted = {"engagement_rows": 0, "content_rows": 0}
     if not settings.clickhouse_host and not settings.clickhouse_chdb_path.is_dir():
         return deleted
-    from shared.engagement.clickhouse import clickhouse_errors
+    from shared.engagement.clickhouse import CONTENT_TABLE, ENRICHED_TABLE, clickhouse_errors
+    from shared.sqlident import quote_ident
 
     warehouse = _warehouse(settings)
     for table, key, where, params in (
-        ("engagement_enriched", "engagement_rows", "id = {id:Int64}", {"id": marks.engagement.id}),
-        ("content", "content_rows", "id = {cid:UUID}", {"cid": marks.content.id}),
+        (ENRICHED_TABLE, "engagement_rows", "id = {id:Int64}", {"id": marks.engagement.id}),
+        (CONTENT_TABLE, "content_rows", "id = {cid:UUID}", {"cid": marks.content.id}),
     ):
         if not _has_table(warehouse, table):
             continue
-        count = warehouse.query(f"SELECT count() FROM {{db}}.{table} WHERE {where}", params)
+        name = f"{quote_ident(settings.clickhouse_database)}.{quote_ident(table)}"
+        count = warehouse.query(f"SELECT count() FROM {name} WHERE {where}", params)
         deleted[key] = int(count[0][0]) if count else 0
         if deleted[key]:
             with clickhouse_errors():
                 warehouse.client.command(
-                    f"ALTER TABLE {warehouse._db}.{table} DELETE WHERE {where}",
+                    f"ALTER TABLE {name} DELETE WHERE {where}",
                     parameters=params,
                     settings={"mutations_sync": 2},
                 )
