@@ -71,7 +71,6 @@ class EnrichedWatch:
             }
         )
         self.seen: list[dict[str, Any]] = []
-        self.assigned = False
 
     def start(self, timeout: float) -> None:
         """Assign every partition of ``TOPIC_OUT`` at its current end (call before sending).
@@ -107,7 +106,6 @@ class EnrichedWatch:
             self.consumer.assign(
                 [TopicPartition(self.topic, p, high if high >= 0 else OFFSET_BEGINNING) for p, high in parts]
             )
-        self.assigned = True
 
     def _ends(self, timeout: float) -> list[tuple[int, int]]:
         from confluent_kafka import KafkaError, KafkaException, TopicPartition

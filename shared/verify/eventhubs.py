@@ -75,10 +75,9 @@ def build_events(marks: RunMarks, mapping: EventHubMapping) -> list[EventData]:
 
 
 def send_target(settings: Settings, mapping: EventHubMapping) -> str:
-    where = settings.eventhub_namespace or "connection string"
     if settings.eventhub_connection_string is not None:
-        where = "EVENTHUB_CONNECTION_STRING"
-    return f"{mapping.event_hub} ({where})"
+        return f"{mapping.event_hub} (EVENTHUB_CONNECTION_STRING)"
+    return f"{mapping.event_hub} ({settings.eventhub_namespace or 'no namespace configured'})"
 
 
 def table_target(settings: Settings, mapping: EventHubMapping) -> str:
@@ -107,6 +106,9 @@ def duck(
     token = settings.token_for(mapping)
     path = local_path(settings, mapping)
     location = f"md:{mapping.database}" if token is not None else str(path)
+    if token is None and not path.exists():
+        yield None
+        return
     try:
         if token is not None:
             con = duckdb.connect(
@@ -116,9 +118,6 @@ def duck(
                     "custom_user_agent": "streamduck-verify",
                 },
             )
-        elif not path.exists():
-            yield None
-            return
         else:
             con = duckdb.connect(str(path), read_only=not write)
     except duckdb.IOException as exc:
