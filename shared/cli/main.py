@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 from collections.abc import Mapping
@@ -18,15 +17,7 @@ from rich.table import Table
 
 from shared import __version__
 from shared.cli.environment import build_environ, export, settings_from
-from shared.cli.output import (
-    EXIT_FAILED,
-    EXIT_NOT_ARRIVED,
-    EXIT_USAGE,
-    err,
-    expected_failures,
-    out,
-    print_json,
-)
+from shared.cli.output import EXIT_FAILED, EXIT_USAGE, err, expected_failures, out, print_json
 
 app = typer.Typer(
     name="streamduck",
@@ -484,6 +475,9 @@ def verify(
     * `streamduck verify --local-settings local.settings.json --json --cleanup`
     * `streamduck verify --only kafka --env-file prod.env`
     """
+    import os
+
+    from shared.cli.output import EXIT_NOT_ARRIVED
     from shared.verify import Source, run_verify
     from shared.verify.localsettings import read_local_settings
     from shared.verify.render import failure_line, render
