@@ -437,6 +437,73 @@ def demo(
         render(summary)
 
 
+class VerifyOnly(StrEnum):
+    eventhubs = "eventhubs"
+    kafka = "kafka"
+
+
+@app.command()
+def verify(
+    env_file: EnvFile = None,
+    local_settings: Annotated[
+        Path | None,
+        typer.Option(
+            "--local-settings",
+            help="Also read the Values of a Functions local.settings.json (between --env-file and the environment).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the test events to land.")
+    ] = 120.0,
+    only: Annotated[VerifyOnly | None, typer.Option("--only", help="Verify one pipeline only.")] = None,
+    cleanup: Annotated[
+        bool,
+        typer.Option(
+            "--cleanup", help="Afterwards delete this run's test data from DuckDB, ClickHouse, Redis."
+        ),
+    ] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Send tagged test events through every configured source and wait until each lands; exit non-zero on a miss.
+
+    Event Hubs: one event per mapping, found in the mapping's table. Kafka: a content row and an engagement,
+    found in ClickHouse, the Redis leaderboard and the enriched topic. Exit 5 when an event did not arrive in
+    time, 1 when a store failed (docs/cli.md).
+
+    Examples:
+
+    * `streamduck verify --timeout 300`
+    * `streamduck verify --local-settings local.settings.json --json --cleanup`
+    * `streamduck verify --only kafka --env-file prod.env`
+    """
+    import os
+
+    from shared.cli.output import EXIT_NOT_ARRIVED
+    from shared.verify import Source, run_verify
+    from shared.verify.localsettings import read_local_settings
+    from shared.verify.render import failure_line, render
+    from shared.verify.steps import Status
+
+    _logging(False)
+    for noisy in ("azure", "urllib3", "clickhouse_connect"):  # their retries repeat what the steps report
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    with expected_failures():
+        base = {**os.environ, **read_local_settings(local_settings)} if local_settings else None
+        environ = build_environ(env_file, base=base)
+        settings = settings_from(environ)
+        report = run_verify(
+            settings, timeout=timeout, only=Source(only.value) if only else None, cleanup=cleanup
+        )
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        render(report, out)
+    if not report.ok:
+        err.print(f"[bold red]error:[/] {escape(failure_line(report))}")
+        errors = any(s.status is Status.ERROR for s in report.failed)
+        raise typer.Exit(EXIT_FAILED if errors else EXIT_NOT_ARRIVED)
+
+
 @app.command()
 def dashboard(
     host: Annotated[str, typer.Option(help="Address to listen on (no sign-in).")] = "127.0.0.1",

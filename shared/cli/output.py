@@ -19,6 +19,7 @@ EXIT_FAILED = 1  # a check failed or the work could not be done
 EXIT_USAGE = 2  # bad command line (Typer/Click)
 EXIT_CONFIG = 3  # invalid configuration: the message names each variable to fix
 EXIT_UNAVAILABLE = 4  # a store or service could not be reached / started
+EXIT_NOT_ARRIVED = 5  # verify: test events sent, but not all arrived before --timeout
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -193,6 +193,30 @@ class KafkaTarget:
         self.producer.flush(30)
 
 
+def eventhub_producer(settings: Settings, hub: str, **options: Any) -> EventHubProducerClient:
+    """A producer client for ``hub``: ``EVENTHUB_CONNECTION_STRING`` when set (emulator, SAS), else Entra ID
+    (``DefaultAzureCredential``) on ``EVENTHUB_NAMESPACE``. ``options`` go to the client (``retry_total``...).
+
+    Raises :class:`ConfigError` when neither is set.
+    """
+    from azure.eventhub import EventHubProducerClient
+
+    if settings.eventhub_connection_string is not None:
+        return EventHubProducerClient.from_connection_string(
+            settings.eventhub_connection_string.get_secret_value(), eventhub_name=hub, **options
+        )
+    if settings.eventhub_namespace:
+        from azure.identity import DefaultAzureCredential
+
+        return EventHubProducerClient(settings.eventhub_namespace, hub, DefaultAzureCredential(), **options)
+    raise ConfigError(
+        {
+            "EVENTHUB_CONNECTION_STRING": "missing: set it, or EVENTHUB_NAMESPACE for Entra ID, "
+            "to send to Event Hubs"
+        }
+    )
+
+
 class EventHubsTarget:
     """JSON engagement events to one Event Hub: one batch per content id (the partition key), split by size.
 
@@ -204,26 +228,8 @@ class EventHubsTarget:
     SOURCE = "streamduck-simulate"
 
     def __init__(self, settings: Settings, hub: str, *, client: EventHubProducerClient | None = None) -> None:
-        from azure.eventhub import EventHubProducerClient
-
         self.hub = hub
-        if client is not None:
-            self.client = client
-        elif settings.eventhub_connection_string is not None:
-            self.client = EventHubProducerClient.from_connection_string(
-                settings.eventhub_connection_string.get_secret_value(), eventhub_name=hub
-            )
-        elif settings.eventhub_namespace:
-            from azure.identity import DefaultAzureCredential
-
-            self.client = EventHubProducerClient(settings.eventhub_namespace, hub, DefaultAzureCredential())
-        else:
-            raise ConfigError(
-                {
-                    "EVENTHUB_CONNECTION_STRING": "missing: set it, or EVENTHUB_NAMESPACE for Entra ID, "
-                    "to simulate to Event Hubs"
-                }
-            )
+        self.client = client if client is not None else eventhub_producer(settings, hub)
 
     def existing_content(self) -> list[str]:
         return []
