@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("simulate",),
     ("devhost",),
     ("readmodel",),
-    ("demo",),
+    ("demo", "verify"),
     ("dashboard",),
     ("cli",),
     ("__main__",),

@@ -58,7 +58,7 @@ class EnrichedWatch:
     def __init__(self, settings: Settings, run_id: str) -> None:
         from confluent_kafka import Consumer
 
-        from shared.devhost.kafka import client_config
+        from shared.kafkaconfig import client_config
 
         self.topic = settings.topic_out
         self.group = f"streamduck-{run_id}"

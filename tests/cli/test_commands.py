@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.cli import ROOT, base_env, run_cli
 
-COMMANDS = ["run", "validate-config", "status", "check-credentials", "simulate", "demo", "version"]
+COMMANDS = ["run", "validate-config", "status", "check-credentials", "simulate", "demo", "verify", "dashboard", "version"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -1,5 +1,5 @@
 """Feed serialized ``EventData`` (body + application properties) into the real ``eventhub_to_motherduck_N``
-through the dev host's Event Hubs source, the way tests/cli/ehfeeder.py does: the Event Hubs service is not
+through the dev host's Event Hubs source, the way tests/support/ehfeeder.py does: the Event Hubs service is not
 available locally, so this stands in for it from the SDK boundary on (blob checkpoints on Azurite).
 
     python -m tests.verify.ehfeed EVENTS_JSON
@@ -28,7 +28,7 @@ from shared.devhost.eventhubs import EventHubBatching, EventHubSource, HubConnec
 from shared.devhost.functions import discover, import_app, select
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
-from tests.cli.support import ROOT
+from tests.support.cli import ROOT
 
 
 def event(body: bytes, properties: dict[str, Any], seq: int) -> EventData:

@@ -13,7 +13,7 @@ from typing import Any, cast
 from azure.eventhub import EventData
 
 from shared.settings import EventHubMapping
-from tests.cli.support import ROOT
+from tests.support.cli import ROOT
 
 
 def _text(value: Any) -> Any:

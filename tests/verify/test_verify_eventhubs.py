@@ -16,7 +16,7 @@ import duckdb
 from shared.settings import load_settings
 from shared.verify import Source, run_verify
 from shared.verify.steps import Status
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 from tests.verify.support import FeederSender, feed
 
 

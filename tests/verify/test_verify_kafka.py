@@ -18,7 +18,7 @@ import redis
 
 from shared.engagement.leaderboard import redis_stores
 from shared.settings import load_settings
-from tests.cli.support import ROOT, base_env, command, run_cli, start_cli, wait_for
+from tests.support.cli import ROOT, base_env, command, run_cli, start_cli, wait_for
 from tests.verify.support import committed
 
 STEPS = ["kafka_send", "clickhouse_row", "redis_leaderboard", "enriched_topic"]

@@ -10,7 +10,7 @@ import pytest
 from shared.engagement.leaderboard import Leaderboard, minute_name
 from shared.settings import load_settings
 from shared.verify.marks import ENGAGEMENT_ID_BASE, RunMarks
-from tests.cli.support import base_env, run_cli
+from tests.support.cli import base_env, run_cli
 
 NOW = datetime(2026, 3, 1, 12, 34, 56, tzinfo=UTC)
 
