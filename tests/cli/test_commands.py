@@ -10,7 +10,17 @@ import pytest
 
 from tests.support.cli import ROOT, base_env, run_cli
 
-COMMANDS = ["run", "validate-config", "status", "check-credentials", "simulate", "demo", "verify", "dashboard", "version"]
+COMMANDS = [
+    "run",
+    "validate-config",
+    "status",
+    "check-credentials",
+    "simulate",
+    "demo",
+    "verify",
+    "dashboard",
+    "version",
+]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
