@@ -73,7 +73,10 @@ class Recorded:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
                     for point in metric.data.data_points:
-                        key = (metric.name, frozenset((k, str(v)) for k, v in (point.attributes or {}).items()))
+                        key = (
+                            metric.name,
+                            frozenset((k, str(v)) for k, v in (point.attributes or {}).items()),
+                        )
                         self._add(metric.data, key, point)
         return self
 

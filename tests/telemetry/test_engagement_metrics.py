@@ -4,7 +4,7 @@ batch spanning partitions, late content), read with the real SDK. Real Redis and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import azure.functions as func
@@ -48,7 +48,7 @@ def pipeline(settings: Settings) -> Iterator[Pipeline]:
 
 
 def events(
-    topic: str, values: list[bytes | None], partitions: list[int], *, newest_ms: int
+    topic: str, values: Sequence[bytes | None], partitions: list[int], *, newest_ms: int
 ) -> list[func.KafkaEvent]:
     """A trigger batch whose records are one second apart, the last one at ``newest_ms``."""
     n = len(values)
@@ -108,13 +108,18 @@ def test_known_batches_give_exact_counts_per_topic_partition_and_reason(
 
     # Lag: the pipeline's clock (T0) minus the newest record's Kafka timestamp, per batch and partition.
     assert recorded.histogram(catalog.KAFKA_LAG.name, **_where(engage, 2)).sum == 5.0
-    assert recorded.histogram(catalog.KAFKA_LAG.name, **_where(engage, 0)).max == 3.0  # its newest: 3 s before
+    # Partition 0's newest record of the second batch is its second one, 3 s before T0.
+    assert recorded.histogram(catalog.KAFKA_LAG.name, **_where(engage, 0)).max == 3.0
     assert recorded.histogram(catalog.KAFKA_LAG.name, **_where(engage, 1)).max == 1.0
     content_lag = recorded.histogram(catalog.KAFKA_LAG.name, **_where(content, 0))
     assert (content_lag.count, content_lag.sum) == (2, 2.0)
 
     for topic, batches in ((engage, 2), (content, 2)):
-        for metric in (catalog.KAFKA_BATCH_DURATION, catalog.KAFKA_CLICKHOUSE_DURATION, catalog.KAFKA_REDIS_DURATION):
+        for metric in (
+            catalog.KAFKA_BATCH_DURATION,
+            catalog.KAFKA_CLICKHOUSE_DURATION,
+            catalog.KAFKA_REDIS_DURATION,
+        ):
             seconds = recorded.histogram(metric.name, streamduck_topic=topic)
             assert seconds.count == batches and 0 < seconds.sum < 60, (metric.name, topic, seconds)
     whole = recorded.histogram(catalog.KAFKA_BATCH_DURATION.name, streamduck_topic=engage).sum

@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.duck.compaction import compact_all
+from shared.engagement.cdc import ContentChange, RawRecord, decode_content
 from shared.engagement.demo import Collect
 from shared.engagement.functions import (
     Pipeline,
@@ -33,9 +34,7 @@ RUNS, DURATION, ITEMS = catalog.JOB_RUNS.name, catalog.JOB_DURATION.name, catalo
 
 
 def items(recorded: Recorded, job: str) -> dict[str, int]:
-    return {
-        dict(a)[catalog.ACTION]: n for a, n in recorded.by(ITEMS).items() if (catalog.JOB, job) in a
-    }
+    return {dict(a)[catalog.ACTION]: n for a, n in recorded.by(ITEMS).items() if (catalog.JOB, job) in a}
 
 
 def test_compaction_run_records_outcome_duration_and_rows_deleted(tmp_path: Path, recorded: Recorded) -> None:
@@ -116,9 +115,7 @@ def test_failing_timer_records_outcome_error_and_raises(settings: Settings, reco
     assert items(recorded, "leaderboard_windows") == {}
 
 
-def _content_change(settings: Settings) -> object:
-    from shared.engagement.cdc import RawRecord, decode_content
-
+def _content_change(settings: Settings) -> ContentChange:
     record = RawRecord(settings.topic_content, 0, 0, None, dumps(content_row(C2)), T0_MS)
     return decode_content(record)
 
