@@ -370,14 +370,16 @@ class TriggerBatch:
 
         A batch of one partition whose timestamps are all numbers or all text takes one ``max`` over them and
         parses only the newest (the extension writes every timestamp in the same ISO 8601 form, whose text
-        order is time order); any other batch parses each timestamp.
+        order is time order); any other batch (mixed or missing timestamps: ``max`` refuses to compare them)
+        parses each timestamp.
         """
         single = self.single_partition()
         if single is not None:
-            raw = self._timestamps
-            kinds = set(map(type, raw))
-            if kinds == {int} or kinds == {str}:
-                newest = max(raw)
+            try:
+                newest = max(self._timestamps)
+            except TypeError:
+                pass
+            else:
                 return {single: newest if type(newest) is int else parse_timestamp_ms(newest)}
         newest_by: dict[tuple[str, int], int | None] = {}
         for i, key in enumerate(zip(self.topics, self.partitions, strict=True)):
