@@ -15,7 +15,6 @@ import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -105,7 +104,8 @@ def test_metrics_port_serves_the_counters_for_prometheus(env: dict[str, str], tm
         )
         text = scrape(port)
     finally:
-        code = host.send_signal(signal.SIGTERM) or host.wait(timeout=60)
+        host.send_signal(signal.SIGTERM)
+        code = host.wait(timeout=60)
     assert code == 0, (tmp_path / "stderr.log").read_text()[-3000:]
     assert sample(text, "streamduck_engagement_records_unknown_content_total", **where) == UNKNOWN
     assert sample(text, "streamduck_engagement_records_enriched_total", **where) is None  # no known content
@@ -151,7 +151,7 @@ def test_otlp_endpoint_receives_the_metrics_as_protobuf(env: dict[str, str], tmp
     assert posts, "nothing was exported"
     assert all(p.headers.get("authorization") == "write-token" for p in posts)
     assert all(p.headers.get("content-type") == "application/x-protobuf" for p in posts)
-    values: dict[str, Any] = {}
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
     for post in posts:
         request = ExportMetricsServiceRequest()
         request.ParseFromString(post.body)
