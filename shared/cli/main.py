@@ -235,6 +235,17 @@ def run(
     live: Annotated[
         bool, typer.Option(help="Live view on a terminal (a progress line every 10 s otherwise).")
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve the metrics for Prometheus on this port (/metrics; 0 picks a free port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the /metrics endpoint listens on.")
+    ] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     smart: Annotated[
         bool,
@@ -251,13 +262,17 @@ def run(
     after the function returns, graceful shutdown on SIGINT/SIGTERM (the batch in flight finishes and is
     checkpointed, exit 0).
 
+    Metrics (the same as in Azure): in the live view and the summary; on a Prometheus endpoint with
+    --metrics-port; to any OTLP backend when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+
     Examples:
 
     * `streamduck run --dry-run`
     * `streamduck run --env-file .env`
     * `streamduck run -f engagement_enrich --exit-when-idle 5`
+    * `streamduck run --metrics-port 9464`
     """
-    from shared.cli.run import build_plan, print_plan, run_host
+    from shared.cli.run import build_plan, install_metrics, print_plan, run_host
 
     if smart:
         err.print(f"[bold red]error:[/] {escape(SMART_UNSUPPORTED)}")
@@ -267,27 +282,43 @@ def run(
         environ = build_environ(env_file)
         settings = settings_from(environ)
         export(environ)
-        planned = build_plan(
-            settings,
-            environ,
-            app_module=app_module,
-            app_dir=app_dir.resolve(),
-            functions=function,
-            batch_size=batch_size,
+        # Before the app is imported: the CLI's own meter provider keeps the app's Azure Monitor set-up off.
+        metrics = (
+            install_metrics({}, port=None, host=metrics_host)
+            if dry_run
+            else install_metrics(environ, port=metrics_port, host=metrics_host)
         )
-        if dry_run:
-            print_plan(planned, as_json=as_json)
-            return
-        summary = run_host(
-            planned, settings, environ, live=live, exit_when_idle=exit_when_idle, start_from=start_from.value
-        )
+        try:
+            planned = build_plan(
+                settings,
+                environ,
+                app_module=app_module,
+                app_dir=app_dir.resolve(),
+                functions=function,
+                batch_size=batch_size,
+            )
+            if dry_run:
+                print_plan(planned, as_json=as_json)
+                return
+            summary = run_host(
+                planned,
+                settings,
+                environ,
+                live=live,
+                exit_when_idle=exit_when_idle,
+                start_from=start_from.value,
+                metrics=metrics,
+            )
+        finally:
+            metrics.shutdown()
     if as_json:
         print_json(summary)
     else:
         err.print(
             f"stopped: {summary['events']:,} events in {summary['batches']:,} batches, "
             f"{summary['retries']} retries, {summary['failed_batches']} failed, "
-            f"{summary['abandoned_batches']} left for the next start"
+            f"{summary['abandoned_batches']} left for the next start, "
+            f"{summary.get('dead_letters', 0):,} dead-lettered"
         )
 
 
