@@ -11,7 +11,7 @@ import azure.functions as func
 import pytest
 from pydantic import SecretStr
 
-from shared.engagement.demo import Collect
+from shared.demo.engagement import Collect
 from shared.engagement.functions import Pipeline, on_content_batch, on_engagement_batch, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
 from shared.errors import TransientError

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from shared.demo.engagement import Collect
 from shared.duck.compaction import compact_all
 from shared.engagement.cdc import ContentChange, RawRecord, decode_content
-from shared.engagement.demo import Collect
 from shared.engagement.functions import (
     Pipeline,
     on_content_batch,

@@ -23,8 +23,8 @@ from confluent_kafka.cimpl import NewTopic  # the typed home of confluent_kafka.
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from shared.telemetry import catalog
-from tests.cli.support import ROOT, base_env, command, run_cli, wait_for
 from tests.engagement.support import T0_MS, dumps, engagement_row
+from tests.support.cli import ROOT, base_env, command, run_cli, wait_for
 from tests.telemetry.receiver import receiver
 
 UNKNOWN, MALFORMED = 5, 1
