@@ -518,40 +518,25 @@ class Settings(BaseSettings):
         return mapping.token or self.motherduck_token
 
 
-def _first_alias(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].validation_alias
-    first = alias.choices[0] if isinstance(alias, AliasChoices) else None
-    if not isinstance(first, str):
-        raise TypeError(f"Settings.{field_name} needs a validation_alias naming its environment variable")
-    return first
-
-
-Settings.fixed_variables = tuple(
-    _first_alias(name) for name, f in Settings.model_fields.items() if f.validation_alias is not None
-)
-
-
 def _aliases(field_name: str) -> tuple[str, ...]:
-    """Every variable name ``Settings.<field_name>`` is read from."""
+    """Every variable ``Settings.<field_name>`` is read from; messages name the first."""
     alias = Settings.model_fields[field_name].validation_alias
-    choices = alias.choices if isinstance(alias, AliasChoices) else []
-    return tuple(c for c in choices if isinstance(c, str))
+    choices = tuple(
+        c for c in (alias.choices if isinstance(alias, AliasChoices) else []) if isinstance(c, str)
+    )
+    if not choices:
+        raise TypeError(f"Settings.{field_name} needs a validation_alias naming its environment variable")
+    return choices
 
 
-_ALL_ALIASES: frozenset[str] = frozenset(
-    choice
-    for f in Settings.model_fields.values()
-    if isinstance(f.validation_alias, AliasChoices)
-    for choice in f.validation_alias.choices
-    if isinstance(choice, str)
-)
-
-
-def _example_for(variable: str) -> str:
-    for f in Settings.model_fields.values():
-        if isinstance(f.validation_alias, AliasChoices) and variable in f.validation_alias.choices:
-            return str((f.examples or [""])[0])
-    return ""
+_READ_FROM = [name for name, f in Settings.model_fields.items() if f.validation_alias is not None]
+Settings.fixed_variables = tuple(_aliases(name)[0] for name in _READ_FROM)
+# Every fixed variable (each alias) -> the example value its messages show.
+_EXAMPLES: dict[str, str] = {
+    variable: str((Settings.model_fields[name].examples or [""])[0])
+    for name in _READ_FROM
+    for variable in _aliases(name)
+}
 
 
 def _reason(err: ErrorDetails) -> str:
@@ -565,8 +550,8 @@ def _fixed_problem(err: ErrorDetails) -> tuple[str, str]:
     """(variable, message with an example value) for one error of :class:`Settings`."""
     variable = str(err["loc"][0]) if err["loc"] else "?"
     if variable in Settings.model_fields:  # a defaulted field is reported by name, not by variable
-        variable = _first_alias(variable)
-    reason, example = _reason(err), _example_for(variable)
+        variable = _aliases(variable)[0]
+    reason, example = _reason(err), _EXAMPLES.get(variable, "")
     suggested = f"{variable}=" in reason  # the message already says what to set
     return variable, f"{reason}, for example {variable}={example}" if example and not suggested else reason
 
@@ -662,7 +647,7 @@ RUN_FROM_PACKAGE_DOC = (
 def _reads(variable: str) -> bool:
     """Whether StreamDuck reads ``variable`` (a fixed setting or a known numbered mapping variable)."""
     numbered = _numbered(variable)
-    return variable in _ALL_ALIASES or (numbered is not None and numbered[1] in MAPPING_VARIABLES)
+    return variable in _EXAMPLES or (numbered is not None and numbered[1] in MAPPING_VARIABLES)
 
 
 def _unresolved_key_vault_references(env: Mapping[str, str]) -> dict[str, str]:
@@ -684,7 +669,7 @@ def _chdb_problem(clickhouse_host: str | None) -> str | None:
     """Without ``CLICKHOUSE_HOST`` the engagement functions use embedded chDB, which only local installs have."""
     if clickhouse_host or importlib.util.find_spec("chdb") is not None:
         return None
-    example = _example_for("CLICKHOUSE_HOST")
+    example = _EXAMPLES["CLICKHOUSE_HOST"]
     return (
         "missing: without it the engagement functions use embedded ClickHouse (chDB), which is not installed "
         "(the deployed app has no chDB). Set the ClickHouse server, for example "
@@ -726,7 +711,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     groups = _group_mappings(env, problems)
     mappings = _parse_mappings(groups, problems)
     # An unresolved reference is reported as such, not as whatever its text breaks further on.
-    fixed = {k: v for k, v in env.items() if k in _ALL_ALIASES and v != "" and k not in unresolved}
+    fixed = {k: v for k, v in env.items() if k in _EXAMPLES and v != "" and k not in unresolved}
     if (chdb := _chdb_problem(fixed.get("CLICKHOUSE_HOST"))) is not None:
         problems["CLICKHOUSE_HOST"] = chdb
     settings: Settings | None = None
