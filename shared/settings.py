@@ -29,7 +29,6 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-import annotated_types
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -580,9 +579,8 @@ def _mapping_problem(err: ErrorDetails, n: int) -> tuple[str, str]:
         case "int_parsing":
             reason = f"{value!r} is not an integer"
         case "greater_than_equal" | "less_than_equal":
-            low = next(m.ge for m in field.metadata if isinstance(m, annotated_types.Ge))
-            high = next(m.le for m in field.metadata if isinstance(m, annotated_types.Le))
-            reason = f"{value} is out of range {low}..{high}"
+            bound = {k: getattr(m, k) for m in field.metadata for k in ("ge", "le") if hasattr(m, k)}
+            reason = f"{value} is out of range {bound['ge']}..{bound['le']}"
         case "enum" if isinstance(field.annotation, type) and issubclass(field.annotation, Enum):
             reason = f"{value!r} is not one of {', '.join(str(c.value) for c in field.annotation)}"
         case _:
