@@ -18,8 +18,6 @@ one-line reason.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from shared.demo.state import chdb_holder as holder_of
 from shared.engagement.clickhouse import CONTENT_TABLE, ENRICHED_TABLE, Warehouse
 from shared.errors import ConfigError, StreamDuckError
 from shared.settings import Settings
@@ -78,24 +77,9 @@ def _float(value: Decimal | float | int | None) -> float | None:
 
 
 def chdb_holder(path: Path) -> str | None:
-    """``process 1234`` when another live process runs the chDB engine of ``path`` (its ``status`` file)."""
-    try:
-        text = (path / "status").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    match = re.search(r"^PID:\s*(\d+)", text, re.MULTILINE)
-    if match is None:
-        return None
-    pid = int(match.group(1))
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, another user's
-    return f"process {pid}"
+    """```streamduck demo` (pid 1234)`` when another live process runs the chDB engine of ``path``."""
+    found = holder_of(path)
+    return None if found is None else f"`{found[1]}` (pid {found[0]})"
 
 
 # --------------------------------------------------------------------------------------- parameters
@@ -213,8 +197,8 @@ class DashboardData:
                     raise StoreUnavailable(
                         "clickhouse",
                         f"the embedded ClickHouse (chDB) folder {s.clickhouse_chdb_path} is in use by "
-                        f"{holder} (`streamduck run`, `streamduck demo`?); chDB lets one process open a folder "
-                        "at a time: stop that process, or point CLICKHOUSE_HOST at a ClickHouse server",
+                        f"{holder}; chDB lets one process open a folder at a time: stop that process and refresh, "
+                        "or point CLICKHOUSE_HOST at a ClickHouse server",
                     ) from exc
                 raise StoreUnavailable("clickhouse", one_line(exc)) from exc
             return self._warehouse
