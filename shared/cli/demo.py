@@ -72,7 +72,8 @@ def run_demo(
     env = dict(environ)
     saved = read_demo_env()
     summary: dict[str, Any] = {"events_per_pipeline": events, "seed": seed, "pipelines": {}}
-    chosen: dict[str, str] = {}
+    # What the demo chose in an earlier run and the environment still takes from .streamduck/demo.env.
+    chosen = {key: value for key, value in saved.items() if env.get(key) == value}
     if not settings_from(env).mappings:
         env.update(DEMO_MAPPING)
         chosen.update(DEMO_MAPPING)

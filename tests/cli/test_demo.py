@@ -130,6 +130,7 @@ def test_demo_then_status_then_stop_keeps_the_results(folder: Path) -> None:
     again = run_cli("demo", "--events", "200", "--seed", "4", env=env, cwd=folder, timeout=300)
     assert again.code == 0, again.stderr[-3000:]
     assert _own_pid(folder) == pid
+    assert (folder / ".streamduck" / "demo.env").read_text() == saved  # still the demo's mapping and Redis
     assert "Leaderboard" in again.stdout and "Next:" in again.stdout
     steps = again.stdout.split("Next:", 1)[1]
     assert re.search(r"streamduck status +# ", steps)
