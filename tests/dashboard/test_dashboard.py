@@ -372,7 +372,11 @@ def test_chdb_folder_held_by_another_process_is_503_naming_it(loaded: Loaded) ->
     second = start_dashboard(loaded.env, loaded.folder, "second")
     try:
         answer = second.get("/api/recent")
-        assert_unavailable(answer, "clickhouse", f"in use by process {loaded.dashboard.process.pid}")
+        assert_unavailable(
+            answer,
+            "clickhouse",
+            f"in use by `streamduck dashboard --port 0` (pid {loaded.dashboard.process.pid})",
+        )
         assert "CLICKHOUSE_HOST" in answer.json()["error"]
         assert second.get("/api/top").status == 200  # Redis still answers
     finally:
