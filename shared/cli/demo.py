@@ -5,8 +5,8 @@ chDB and Redis. Redis: ``REDIS_URL`` when it is set (it must answer); otherwise 
 ``--local-redis`` when it answers; otherwise the demo's own ``redis-server``, which keeps its data under
 ``.streamduck/redis`` and stays running for ``status`` and ``dashboard`` until ``streamduck demo --stop``
 (:mod:`shared.demo.redis_server`). The settings the demo chose itself go to ``.streamduck/demo.env``, which the
-CLI reads (:mod:`shared.demo.state`). SIGTERM and SIGHUP end the demo like Ctrl+C: what finished is printed and
-a Redis started by this run is stopped.
+CLI reads (:mod:`shared.demo.state`). Ctrl+C, SIGTERM and SIGHUP stop the demo between two batches
+(:mod:`shared.demo.stopping`): what finished is printed and a Redis started by this run is stopped.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rich.table import Table
@@ -36,29 +34,7 @@ from shared.demo.redis_server import (
 )
 from shared.demo.run import run_pipelines, storage
 from shared.demo.state import DEMO_ENV, read_demo_env, write_demo_env
-
-
-class Stopped(KeyboardInterrupt):
-    """The demo received SIGTERM or SIGHUP."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_stopped(signum: int, frame: FrameType | None) -> None:
-    raise Stopped(signum)
-
-
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`Stopped` (like Ctrl+C raises KeyboardInterrupt) while the demo runs."""
-    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+from shared.demo.stopping import Stopped, stop_on_signals
 
 
 def run_demo(
@@ -80,7 +56,7 @@ def run_demo(
     pipelines: dict[str, Any] = summary["pipelines"]
     try:
         with (
-            _signals_interrupt(),
+            stop_on_signals(),
             redis_for_demo(env, local_redis, own_url=saved.get("REDIS_URL")) as (url, how),
         ):
             summary["redis"] = {"url": url, "source": how}

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from shared.demo.state import chdb_holder
+from shared.demo.stopping import check
 from shared.devhost.functions import quiet_indexing
 from shared.errors import StreamDuckError
 from shared.settings import Settings
@@ -128,6 +129,7 @@ def run_pipelines(
     missing: list[str] = []
     failed: list[str] = []
     for name, module_name in PIPELINES:
+        check()
         try:
             run = _entry_point(name)
         except ImportError as exc:
