@@ -151,66 +151,70 @@ def _compaction(last: Any) -> str:
 def render(summary: Mapping[str, Any], *, next_steps: bool = True) -> None:
     """Headline tables, then the commands to look further; ``--json`` has every detail."""
     pipelines = summary.get("pipelines", {})
-    eh = pipelines.get("eventhubs", {})
-    table = Table(title="Event Hubs -> DuckDB (one function per mapping)", title_justify="left")
-    for column in (
-        "target",
-        "file",
-        "events",
-        "rows",
-        "dead letters",
-        "watermarks (partition: sequence)",
-        "compacted",
-        "ok",
-    ):
-        table.add_column(column, overflow="fold")
-    for m in eh.get("mappings", []):
-        marks = ", ".join(f"{p}: {w.get('sequence_number')}" for p, w in (m.get("watermarks") or {}).items())
-        table.add_row(
-            str(m.get("target")),
-            str(m.get("location")),
-            f"{m.get('events_generated', '-')}",
-            f"{m.get('rows', '-')}",
-            _dead(m.get("dead_letters")),
-            marks or "-",
-            _compaction(m.get("last_compaction")),
-            "yes" if m.get("accounted_for") else "NO",
-        )
-    if eh.get("error"):
-        table.add_row("[red]not run[/]", "", "", "", "", "", "", "")
-    out.print(table)
-    if eh.get("error"):
-        out.print(f"  Event Hubs not run: {eh['error']}", markup=False)
+    if "eventhubs" in pipelines:  # absent when the demo was stopped before it
+        eh = pipelines["eventhubs"]
+        table = Table(title="Event Hubs -> DuckDB (one function per mapping)", title_justify="left")
+        for column in (
+            "target",
+            "file",
+            "events",
+            "rows",
+            "dead letters",
+            "watermarks (partition: sequence)",
+            "compacted",
+            "ok",
+        ):
+            table.add_column(column, overflow="fold")
+        for m in eh.get("mappings", []):
+            marks = ", ".join(
+                f"{p}: {w.get('sequence_number')}" for p, w in (m.get("watermarks") or {}).items()
+            )
+            table.add_row(
+                str(m.get("target")),
+                str(m.get("location")),
+                f"{m.get('events_generated', '-')}",
+                f"{m.get('rows', '-')}",
+                _dead(m.get("dead_letters")),
+                marks or "-",
+                _compaction(m.get("last_compaction")),
+                "yes" if m.get("accounted_for") else "NO",
+            )
+        if eh.get("error"):
+            table.add_row("[red]not run[/]", "", "", "", "", "", "", "")
+        out.print(table)
+        if eh.get("error"):
+            out.print(f"  Event Hubs not run: {eh['error']}", markup=False)
 
-    eng = pipelines.get("engagement", {})
-    table = Table(title="Kafka engagement -> ClickHouse + Redis", title_justify="left")
-    for column in (
-        "events",
-        "ClickHouse rows",
-        "unknown content",
-        "re-enriched",
-        "published",
-        "dead letters",
-        "ev/s",
-    ):
-        table.add_column(column)
-    if eng.get("error"):
-        table.add_row("[red]not run[/]", "", "", "", "", "", "")
-    else:
-        table.add_row(
-            str(eng.get("events", "-")),
-            str(eng.get("clickhouse_rows", "-")),
-            str(eng.get("clickhouse_unknown_content_rows", "-")),
-            str(eng.get("reenriched_when_content_arrived", "-")),
-            f"{eng.get('published_envelopes', '-')} -> {eng.get('published_to', '-')}",
-            _dead(eng.get("dead_letters")),
-            f"{eng.get('events_per_second') or '-'}",
-        )
-    out.print(table)
-    if eng.get("error"):
-        out.print(f"  engagement not run: {eng['error']}", markup=False)
+    if "engagement" in pipelines:  # absent when the demo was stopped before it
+        eng = pipelines["engagement"]
+        table = Table(title="Kafka engagement -> ClickHouse + Redis", title_justify="left")
+        for column in (
+            "events",
+            "ClickHouse rows",
+            "unknown content",
+            "re-enriched",
+            "published",
+            "dead letters",
+            "ev/s",
+        ):
+            table.add_column(column)
+        if eng.get("error"):
+            table.add_row("[red]not run[/]", "", "", "", "", "", "")
+        else:
+            table.add_row(
+                str(eng.get("events", "-")),
+                str(eng.get("clickhouse_rows", "-")),
+                str(eng.get("clickhouse_unknown_content_rows", "-")),
+                str(eng.get("reenriched_when_content_arrived", "-")),
+                f"{eng.get('published_envelopes', '-')} -> {eng.get('published_to', '-')}",
+                _dead(eng.get("dead_letters")),
+                f"{eng.get('events_per_second') or '-'}",
+            )
+        out.print(table)
+        if eng.get("error"):
+            out.print(f"  engagement not run: {eng['error']}", markup=False)
 
-    top = eng.get("leaderboard_top5_last_60_min") or []
+    top = pipelines.get("engagement", {}).get("leaderboard_top5_last_60_min") or []
     if top:
         table = Table(title="Leaderboard, last 60 minutes (Redis)", title_justify="left")
         for column in ("#", "title", "content", "engagement seconds"):

@@ -203,17 +203,19 @@ class DashboardData:
                     f"no data yet: the chDB folder {s.clickhouse_chdb_path} does not exist "
                     "(run the engagement functions or `streamduck demo` first, or set CLICKHOUSE_HOST)",
                 )
+            # Asked first: opening a folder another process holds fails, after the engine printed its own
+            # diagnostics on the dashboard's terminal.
+            holder = None if s.clickhouse_host else chdb_holder(s.clickhouse_chdb_path)
+            if holder is not None:
+                raise StoreUnavailable(
+                    "clickhouse",
+                    f"the embedded ClickHouse (chDB) folder {s.clickhouse_chdb_path} is in use by "
+                    f"{holder}; chDB lets one process open a folder at a time: stop that process and refresh, "
+                    "or point CLICKHOUSE_HOST at a ClickHouse server",
+                )
             try:
                 self._warehouse = Warehouse.from_settings(s)
             except StreamDuckError as exc:
-                holder = None if s.clickhouse_host else chdb_holder(s.clickhouse_chdb_path)
-                if holder is not None:
-                    raise StoreUnavailable(
-                        "clickhouse",
-                        f"the embedded ClickHouse (chDB) folder {s.clickhouse_chdb_path} is in use by "
-                        f"{holder}; chDB lets one process open a folder at a time: stop that process and refresh, "
-                        "or point CLICKHOUSE_HOST at a ClickHouse server",
-                    ) from exc
                 raise StoreUnavailable("clickhouse", one_line(exc)) from exc
             return self._warehouse
 

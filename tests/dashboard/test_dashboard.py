@@ -381,6 +381,8 @@ def test_chdb_folder_held_by_another_process_is_503_naming_it(loaded: Loaded) ->
         assert second.get("/api/top").status == 200  # Redis still answers
     finally:
         stop(second.process)
+    log = second.log.read_text(encoding="utf-8", errors="replace")
+    assert "Cannot lock file" not in log and "EmbeddedServer" not in log  # the engine was not even tried
 
 
 @pytest.mark.integration
