@@ -212,8 +212,8 @@ function lines(container, series, from, to, unit) {
       dot.append(svg("title", {}, `${s.label}\n${clock(t)} UTC: ${fmt.format(v)} ${unit}\n${s.metric}`));
       chart.append(dot);
     }
-    chart.append(svg("text", { x: left, y: H + 12 + 14 * i, fill: color, class: "legend" },
-                     clip(s.label, 60)));
+    chart.append(svg("rect", { x: left, y: H + 4 + 14 * i, width: 10, height: 10, fill: color }));
+    chart.append(svg("text", { x: left + 14, y: H + 12 + 14 * i, class: "legend" }, clip(s.label, 60)));
   });
   container.append(chart);
 }
