@@ -440,25 +440,38 @@ def demo(
         str | None,
         typer.Option(
             help="A running Redis to use when REDIS_URL is unset and it answers, e.g. redis://127.0.0.1:6379/0 "
-            "(default: a temporary redis-server for the run)."
+            "(default: the demo's own redis-server, kept running with its data under .streamduck/redis)."
         ),
     ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop the demo's own redis-server (its data stays); run nothing.")
+    ] = False,
     env_file: EnvFile = None,
     as_json: JsonOut = False,
 ) -> None:
     """The main job on embedded defaults: simulated traffic through every function, then a summary.
 
     Uses local DuckDB files, embedded ClickHouse (chDB) and Redis: `REDIS_URL` when set, else the Redis
-    named by `--local-redis` when it answers, else a temporary `redis-server` started for the run. Says what
-    is missing when something cannot be started.
+    named by `--local-redis` when it answers, else its own `redis-server`, left running (data under
+    `.streamduck/redis`) so that `streamduck status` and `streamduck dashboard` show the results; the
+    settings it chose go to `.streamduck/demo.env`, which every command here reads. Says what is missing
+    when something cannot be started.
 
     Examples:
 
     * `streamduck demo`
     * `streamduck demo --events 20000 --json`
+    * `streamduck demo --stop` (stop the demo's Redis; `make demo-stop`)
     """
-    from shared.cli.demo import render, run_demo
+    from shared.cli.demo import render, render_stop, run_demo, stop_demo
 
+    if stop:
+        result = stop_demo()
+        if as_json:
+            print_json(result)
+        else:
+            render_stop(result)
+        return
     with expected_failures():
         environ = build_environ(env_file)
         summary = run_demo(environ, events=events, seed=seed, progress=not as_json, local_redis=local_redis)
