@@ -14,15 +14,29 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt -e ".[local]"
+	touch $(VENV)/.runtime-installed $@
+
+# What `make demo` needs: the app's requirements and the `local` extra, no test or lint tools.
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml
+	@test -x "$(PYTHON)" || { echo "python3.13 not found (PATH or pyenv 3.13.0)"; exit 1; }
+	@echo "==> [1/3] virtualenv $(VENV) ($(PYTHON))"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] StreamDuck with the local extra (runtime only; make venv adds the test tools)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar off -e ".[local]"
 	touch $@
 
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with runtime + dev dependencies
 
 .PHONY: demo
-demo: venv ## Main job on embedded defaults: local DuckDB, embedded ClickHouse (chDB), a temporary Redis
+demo: $(VENV)/.runtime-installed ## Main job on embedded defaults: local DuckDB, chDB, the demo's own Redis
+	@echo "==> [3/3] redis-server (apt-get when missing), then the demo"
 	bash scripts/services.sh install redis
 	$(PY) -m shared demo $(ARGS)
+
+.PHONY: demo-stop
+demo-stop: ## Stop the Redis `make demo` left running (its data stays under .streamduck/redis)
+	$(PY) -m shared demo --stop
 
 .PHONY: lint
 lint: venv ## ruff + mypy --strict

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import TypedDict, TypeVar
 
 import azure.functions as func
 
 from shared.settings import EventHubMapping, load_settings
+from shared.telemetry.azure import configure_for_azure
 
 settings = load_settings()
+# Metrics, traces and logs to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set (once per
+# process; Entra ID as AZURE_CLIENT_ID): see shared/telemetry/azure.py.
+configure_for_azure(os.environ)
 app = func.FunctionApp()
 
 

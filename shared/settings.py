@@ -24,13 +24,16 @@ import importlib.util
 import os
 import re
 from collections.abc import Mapping
-from enum import StrEnum
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -38,9 +41,11 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.ncrontab import Schedule
 from shared.sqlident import IDENTIFIER_RULE, is_identifier
 
 
@@ -52,42 +57,88 @@ class BodyFormat(StrEnum):
     BINARY = "binary"
 
 
-_HUB_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,254}[A-Za-z0-9])?$")
-_CONSUMER_GROUP_RE = re.compile(r"^(?:\$Default|[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?)$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?$")
 _TIMESPAN_RE = re.compile(r"^\d{2}:[0-5]\d:[0-5]\d$")
-_NCRONTAB_FIELD_RE = re.compile(r"^[\d*/,\-A-Za-z]+$")
-
-# Numbered mapping variables: name template -> (required, example).
-MAPPING_VARIABLES: dict[str, tuple[bool, str]] = {
-    "EVENTHUBNAME_{n}": (True, "telemetry"),
-    "EVENTHUBNAME_{n}_CONSUMER_GROUP": (True, "$Default"),
-    "MOTHERDUCK_{n}_DATABASE": (True, "analytics"),
-    "MOTHERDUCK_{n}_SCHEMA": (True, "raw"),
-    "MOTHERDUCK_{n}_TABLE": (True, "telemetry_events"),
-    "MOTHERDUCK_{n}_BATCH": (False, "1000"),
-    "MOTHERDUCK_{n}_FORMAT": (False, "json"),
-    "MOTHERDUCK_{n}_RETENTION_DAYS": (False, "30"),
-    "MOTHERDUCK_{n}_TOKEN": (False, "<MotherDuck access token>"),
-}
 _MAPPING_KEY_RE = re.compile(r"^(EVENTHUBNAME|MOTHERDUCK)_(\d+)(?:_([A-Z_]+))?$")
+# A schedule must fire at least once in the five years after this instant (``0 0 0 30 2 *`` never does).
+_SCHEDULE_CHECKED_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+# --- value types: each carries its own rule, so every field of that kind is checked the same way ----------
+def _identifier(value: str) -> str:
+    if not is_identifier(value):
+        raise ValueError(f"{value!r} is not a valid identifier: use {IDENTIFIER_RULE}")
+    return value
+
+
+def _not_reserved(value: str) -> str:
+    if value.lower().startswith("_streamduck"):
+        raise ValueError(
+            f"{value!r} is reserved for StreamDuck's own tables: use a name not starting with _streamduck"
+        )
+    return value
+
+
+def _time_span(value: str) -> str:
+    if not _TIMESPAN_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a time span hh:mm:ss")
+    return value
+
+
+def _lowercase(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _schedule(value: str) -> str:
+    Schedule(value).next_after(_SCHEDULE_CHECKED_FROM)  # ValueError names the wrong field
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+"""An SQL identifier (see :mod:`shared.sqlident`)."""
+TableIdentifier = Annotated[Identifier, AfterValidator(_not_reserved)]
+"""An SQL identifier of the user's, not one of StreamDuck's own ``_streamduck*`` tables."""
+TimeSpan = Annotated[str, AfterValidator(_time_span)]
+"""A ``hh:mm:ss`` time span as the Functions host reads it."""
+NcrontabSchedule = Annotated[str, AfterValidator(_schedule)]
+"""A six-field NCRONTAB expression the dev host's timers (and Azure's) can run."""
 
 
 class EventHubMapping(BaseModel):
-    """One Event Hub -> MotherDuck table mapping (``EVENTHUBNAME_N`` -> ``MOTHERDUCK_N_*``)."""
+    """One Event Hub -> MotherDuck table mapping (``EVENTHUBNAME_N`` -> ``MOTHERDUCK_N_*``).
 
-    model_config = ConfigDict(frozen=True)
+    Each field is read from its numbered variable (the ``validation_alias``, ``{n}`` the mapping's number);
+    the example is the one the error messages show.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     index: int
-    event_hub: str
-    consumer_group: str
-    database: str
-    schema_name: str
-    table: str
-    batch: int = 1000
-    body_format: BodyFormat = BodyFormat.JSON
-    retention_days: int | None = None
-    token: SecretStr | None = None
+    event_hub: str = Field(
+        validation_alias="EVENTHUBNAME_{n}",
+        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,254}[A-Za-z0-9])?$",
+        description="Event Hub name (letters, digits, '.', '-', '_'; starts and ends with a letter or digit)",
+        examples=["telemetry"],
+    )
+    consumer_group: str = Field(
+        validation_alias="EVENTHUBNAME_{n}_CONSUMER_GROUP",
+        pattern=r"^(?:\$Default|[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?)$",
+        description="consumer group",
+        examples=["$Default"],
+    )
+    database: TableIdentifier = Field(validation_alias="MOTHERDUCK_{n}_DATABASE", examples=["analytics"])
+    schema_name: TableIdentifier = Field(validation_alias="MOTHERDUCK_{n}_SCHEMA", examples=["raw"])
+    table: TableIdentifier = Field(validation_alias="MOTHERDUCK_{n}_TABLE", examples=["telemetry_events"])
+    batch: int = Field(1000, ge=1, le=1_000_000, validation_alias="MOTHERDUCK_{n}_BATCH", examples=["1000"])
+    body_format: Annotated[BodyFormat, BeforeValidator(_lowercase)] = Field(
+        BodyFormat.JSON, validation_alias="MOTHERDUCK_{n}_FORMAT", examples=["json"]
+    )
+    retention_days: int | None = Field(
+        None, ge=1, le=36_500, validation_alias="MOTHERDUCK_{n}_RETENTION_DAYS", examples=["30"]
+    )
+    token: SecretStr | None = Field(
+        None, validation_alias="MOTHERDUCK_{n}_TOKEN", examples=["<MotherDuck access token>"]
+    )
 
     @property
     def function_name(self) -> str:
@@ -106,6 +157,14 @@ class EventHubMapping(BaseModel):
     @property
     def target(self) -> str:
         return f"{self.database}.{self.schema_name}.{self.table}"
+
+
+# Numbered mapping variables: name template -> (required, example), read off EventHubMapping's fields.
+MAPPING_VARIABLES: dict[str, tuple[bool, str]] = {
+    f.validation_alias: (f.is_required(), str((f.examples or [""])[0]))
+    for f in EventHubMapping.model_fields.values()
+    if isinstance(f.validation_alias, str)
+}
 
 
 class KafkaProtocol(StrEnum):
@@ -188,19 +247,19 @@ class Settings(BaseSettings):
         description="Retries of a failing batch before the host moves on; -1 retries forever (no loss).",
         examples=["-1"],
     )
-    retry_min_interval: str = Field(
+    retry_min_interval: TimeSpan = Field(
         "00:00:01",
         validation_alias=_env("STREAMDUCK_RETRY_MIN_INTERVAL"),
         description="First back-off delay of the exponential retry policy (hh:mm:ss).",
         examples=["00:00:01"],
     )
-    retry_max_interval: str = Field(
+    retry_max_interval: TimeSpan = Field(
         "00:05:00",
         validation_alias=_env("STREAMDUCK_RETRY_MAX_INTERVAL"),
         description="Longest back-off delay of the exponential retry policy (hh:mm:ss).",
         examples=["00:05:00"],
     )
-    compaction_schedule: str = Field(
+    compaction_schedule: NcrontabSchedule = Field(
         "0 30 3 * * *",
         validation_alias=_env("STREAMDUCK_COMPACTION_SCHEDULE"),
         description="Six-field NCRONTAB schedule of the DuckDB/MotherDuck compaction timer.",
@@ -307,7 +366,7 @@ class Settings(BaseSettings):
         description="ClickHouse password (Key Vault reference in Azure).",
         examples=["@Microsoft.KeyVault(SecretUri=...)"],
     )
-    clickhouse_database: str = Field(
+    clickhouse_database: Identifier = Field(
         "analytics",
         validation_alias=_env("CLICKHOUSE_DATABASE"),
         description="ClickHouse database for the engagement warehouse.",
@@ -333,13 +392,13 @@ class Settings(BaseSettings):
         description="Upkeep runs OPTIMIZE ... FINAL on this many most recent daily partitions (0 disables).",
         examples=["2"],
     )
-    clickhouse_upkeep_schedule: str = Field(
+    clickhouse_upkeep_schedule: NcrontabSchedule = Field(
         "0 */10 * * * *",
         validation_alias=_env("CLICKHOUSE_UPKEEP_SCHEDULE"),
         description="Six-field NCRONTAB schedule of the ClickHouse upkeep and unknown-content sweep timer.",
         examples=["0 */10 * * * *"],
     )
-    engagement_dead_letter_table: str = Field(
+    engagement_dead_letter_table: Identifier = Field(
         "engagement_dead_letters",
         validation_alias=_env("ENGAGEMENT_DEAD_LETTER_TABLE"),
         description="ClickHouse table (in CLICKHOUSE_DATABASE) that parks bad CDC records with their reason.",
@@ -388,7 +447,7 @@ class Settings(BaseSettings):
         description="TTL of a minute bucket; at least (longest window + 1) * 60 seconds.",
         examples=["7200"],
     )
-    leaderboard_schedule: str = Field(
+    leaderboard_schedule: NcrontabSchedule = Field(
         "1 * * * * *",
         validation_alias=_env("LEADERBOARD_SCHEDULE"),
         description="Six-field NCRONTAB schedule of the timer that precomputes the rolling windows.",
@@ -421,43 +480,6 @@ class Settings(BaseSettings):
         if not _HOST_RE.fullmatch(host):
             raise ValueError("must be a host name, optionally with a port")
         return host
-
-    @field_validator("retry_min_interval", "retry_max_interval")
-    @classmethod
-    def _timespan(cls, value: str) -> str:
-        if not _TIMESPAN_RE.fullmatch(value):
-            raise ValueError("must be a time span hh:mm:ss")
-        return value
-
-    @field_validator("compaction_schedule")
-    @classmethod
-    def _ncrontab(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) != 6 or not all(_NCRONTAB_FIELD_RE.fullmatch(f) for f in fields):
-            raise ValueError("must be a six-field NCRONTAB expression (second minute hour day month weekday)")
-        return value
-
-    @field_validator("clickhouse_database")
-    @classmethod
-    def _ch_database(cls, value: str) -> str:
-        if not is_identifier(value):
-            raise ValueError(f"must be an identifier: {IDENTIFIER_RULE}")
-        return value
-
-    @field_validator("engagement_dead_letter_table")
-    @classmethod
-    def _engagement_identifier(cls, value: str) -> str:
-        if not is_identifier(value):
-            raise ValueError(f"must be an identifier: {IDENTIFIER_RULE}")
-        return value
-
-    @field_validator("leaderboard_schedule", "clickhouse_upkeep_schedule")
-    @classmethod
-    def _engagement_schedule(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) != 6 or not all(_NCRONTAB_FIELD_RE.fullmatch(f) for f in fields):
-            raise ValueError("must be a six-field NCRONTAB expression (second minute hour day month weekday)")
-        return value
 
     @field_validator("leaderboard_windows", mode="before")
     @classmethod
@@ -495,114 +517,104 @@ class Settings(BaseSettings):
         return mapping.token or self.motherduck_token
 
 
-def _first_alias(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].validation_alias
-    first = alias.choices[0] if isinstance(alias, AliasChoices) else None
-    if not isinstance(first, str):
-        raise TypeError(f"Settings.{field_name} needs a validation_alias naming its environment variable")
-    return first
-
-
-Settings.fixed_variables = tuple(
-    _first_alias(name) for name, f in Settings.model_fields.items() if f.validation_alias is not None
-)
-
-
 def _aliases(field_name: str) -> tuple[str, ...]:
-    """Every variable name ``Settings.<field_name>`` is read from."""
+    """Every variable ``Settings.<field_name>`` is read from; messages name the first."""
     alias = Settings.model_fields[field_name].validation_alias
-    choices = alias.choices if isinstance(alias, AliasChoices) else []
-    return tuple(c for c in choices if isinstance(c, str))
+    choices = tuple(
+        c for c in (alias.choices if isinstance(alias, AliasChoices) else []) if isinstance(c, str)
+    )
+    if not choices:
+        raise TypeError(f"Settings.{field_name} needs a validation_alias naming its environment variable")
+    return choices
 
 
-_ALL_ALIASES: frozenset[str] = frozenset(
-    choice
-    for f in Settings.model_fields.values()
-    if isinstance(f.validation_alias, AliasChoices)
-    for choice in f.validation_alias.choices
-    if isinstance(choice, str)
-)
+_READ_FROM = [name for name, f in Settings.model_fields.items() if f.validation_alias is not None]
+Settings.fixed_variables = tuple(_aliases(name)[0] for name in _READ_FROM)
+# Every fixed variable (each alias) -> the example value its messages show.
+_EXAMPLES: dict[str, str] = {
+    variable: str((Settings.model_fields[name].examples or [""])[0])
+    for name in _READ_FROM
+    for variable in _aliases(name)
+}
 
 
-def _example_for(variable: str) -> str:
-    for name, f in Settings.model_fields.items():
-        if isinstance(f.validation_alias, AliasChoices) and variable in f.validation_alias.choices:
-            del name
-            return str((f.examples or [""])[0])
-    return ""
+def _reason(err: ErrorDetails) -> str:
+    """Pydantic's message, or a validator's own without pydantic's ``Value error,`` in front."""
+    if err["type"] == "value_error" and "ctx" in err:
+        return str(err["ctx"]["error"])
+    return err["msg"]
 
 
-def _parse_mappings(env: Mapping[str, str], problems: dict[str, str]) -> tuple[EventHubMapping, ...]:
-    numbered: dict[int, dict[str, str]] = {}
+def _fixed_problem(err: ErrorDetails) -> tuple[str, str]:
+    """(variable, message with an example value) for one error of :class:`Settings`."""
+    variable = str(err["loc"][0]) if err["loc"] else "?"
+    if variable in Settings.model_fields:  # a defaulted field is reported by name, not by variable
+        variable = _aliases(variable)[0]
+    reason, example = _reason(err), _EXAMPLES.get(variable, "")
+    suggested = f"{variable}=" in reason  # the message already says what to set
+    return variable, f"{reason}, for example {variable}={example}" if example and not suggested else reason
+
+
+def _numbered(variable: str) -> tuple[int, str] | None:
+    """(N, name template) of a numbered mapping variable such as ``MOTHERDUCK_2_BATCH``, known or not."""
+    match = _MAPPING_KEY_RE.fullmatch(variable)
+    if match is None:
+        return None
+    prefix, number, suffix = match.groups()
+    return int(number), f"{prefix}_{{n}}" + (f"_{suffix}" if suffix else "")
+
+
+def _mapping_problem(err: ErrorDetails, n: int) -> tuple[str, str]:
+    """(variable, message with an example value) for one error of mapping ``n``'s :class:`EventHubMapping`."""
+    template = str(err["loc"][0])
+    variable = template.replace("{n}", str(n))
+    field = next(f for f in EventHubMapping.model_fields.values() if f.validation_alias == template)
+    example = MAPPING_VARIABLES[template][1]
+    value = err["input"]
+    match err["type"]:
+        case "missing":
+            return variable, f"missing: mapping {n} is incomplete (set it, for example {variable}={example})"
+        case "string_pattern_mismatch":
+            reason = f"{value!r} is not a valid {field.description}"
+        case "int_parsing":
+            reason = f"{value!r} is not an integer"
+        case "greater_than_equal" | "less_than_equal":
+            bound = {k: getattr(m, k) for m in field.metadata for k in ("ge", "le") if hasattr(m, k)}
+            reason = f"{value} is out of range {bound['ge']}..{bound['le']}"
+        case "enum" if isinstance(field.annotation, type) and issubclass(field.annotation, Enum):
+            reason = f"{value!r} is not one of {', '.join(str(c.value) for c in field.annotation)}"
+        case _:
+            reason = _reason(err)
+    return variable, f"{reason}, for example {example}"
+
+
+def _group_mappings(env: Mapping[str, str], problems: dict[str, str]) -> dict[int, dict[str, str]]:
+    """The numbered variables by N (``{n: {name template: value}}``), set values only; unknown ones are problems."""
+    groups: dict[int, dict[str, str]] = {}
     for key, value in env.items():
-        match = _MAPPING_KEY_RE.fullmatch(key)
-        if not match:
+        if (numbered := _numbered(key)) is None:
             continue
-        prefix, number, suffix = match.groups()
-        template = f"{prefix}_{{n}}" + (f"_{suffix}" if suffix else "")
+        n, template = numbered
         if template not in MAPPING_VARIABLES:
-            known = ", ".join(t.replace("{n}", number) for t in MAPPING_VARIABLES)
+            known = ", ".join(t.replace("{n}", str(n)) for t in MAPPING_VARIABLES)
             problems[key] = f"unknown mapping variable; known ones are {known}"
             continue
-        numbered.setdefault(int(number), {})[template] = value.strip()
+        group = groups.setdefault(n, {})
+        if value.strip():  # an empty value is an unset one: missing, or the default
+            group[template] = value.strip()
+    return groups
 
+
+def _parse_mappings(
+    groups: Mapping[int, Mapping[str, str]], problems: dict[str, str]
+) -> tuple[EventHubMapping, ...]:
+    """Validate each group as one :class:`EventHubMapping`; a mapping used twice is a problem too."""
     mappings: list[EventHubMapping] = []
-    for n in sorted(numbered):
-        values = numbered[n]
-        ok = True
-        for template, (required, example) in MAPPING_VARIABLES.items():
-            name = template.replace("{n}", str(n))
-            if required and not values.get(template):
-                problems[name] = f"missing: mapping {n} is incomplete (set it, for example {name}={example})"
-                ok = False
-        if not ok:
-            continue
-        hub = values["EVENTHUBNAME_{n}"]
-        group = values["EVENTHUBNAME_{n}_CONSUMER_GROUP"]
-        if not _HUB_NAME_RE.fullmatch(hub):
-            problems[f"EVENTHUBNAME_{n}"] = (
-                f"{hub!r} is not a valid Event Hub name (letters, digits, '.', '-', '_'; "
-                "starts and ends with a letter or digit), for example telemetry"
-            )
-            ok = False
-        if not _CONSUMER_GROUP_RE.fullmatch(group):
-            problems[f"EVENTHUBNAME_{n}_CONSUMER_GROUP"] = (
-                f"{group!r} is not a valid consumer group, for example $Default"
-            )
-            ok = False
-        for part, example in (("DATABASE", "analytics"), ("SCHEMA", "raw"), ("TABLE", "telemetry_events")):
-            value = values[f"MOTHERDUCK_{{n}}_{part}"]
-            if not is_identifier(value) or value.lower().startswith("_streamduck"):
-                problems[f"MOTHERDUCK_{n}_{part}"] = (
-                    f"{value!r} is not a valid identifier: use {IDENTIFIER_RULE} "
-                    f"(not starting with _streamduck), for example {example}"
-                )
-                ok = False
-        batch = _int_in_range(values, n, "BATCH", 1000, 1, 1_000_000, problems)
-        retention = _int_in_range(values, n, "RETENTION_DAYS", None, 1, 36_500, problems)
-        fmt_raw = values.get("MOTHERDUCK_{n}_FORMAT", "json").lower() or "json"
-        if fmt_raw not in {f.value for f in BodyFormat}:
-            problems[f"MOTHERDUCK_{n}_FORMAT"] = (
-                f"{fmt_raw!r} is not one of json, text, binary, for example json"
-            )
-            ok = False
-        if not ok or batch is None:
-            continue
-        token = values.get("MOTHERDUCK_{n}_TOKEN")
-        mappings.append(
-            EventHubMapping(
-                index=n,
-                event_hub=hub,
-                consumer_group=group,
-                database=values["MOTHERDUCK_{n}_DATABASE"],
-                schema_name=values["MOTHERDUCK_{n}_SCHEMA"],
-                table=values["MOTHERDUCK_{n}_TABLE"],
-                batch=batch,
-                body_format=BodyFormat(fmt_raw),
-                retention_days=retention,
-                token=SecretStr(token) if token else None,
-            )
-        )
+    for n, group in sorted(groups.items()):
+        try:
+            mappings.append(EventHubMapping.model_validate({"index": n, **group}))
+        except ValidationError as exc:
+            problems.update(_mapping_problem(err, n) for err in exc.errors())
 
     seen: dict[tuple[str, str, str], int] = {}
     for m in mappings:
@@ -614,32 +626,6 @@ def _parse_mappings(env: Mapping[str, str], problems: dict[str, str]) -> tuple[E
             )
         seen[target_key] = m.index
     return tuple(mappings)
-
-
-def _int_in_range(
-    values: Mapping[str, str],
-    n: int,
-    part: str,
-    default: int | None,
-    low: int,
-    high: int,
-    problems: dict[str, str],
-) -> int | None:
-    raw = values.get(f"MOTHERDUCK_{{n}}_{part}", "")
-    if raw == "":
-        return default
-    name = f"MOTHERDUCK_{n}_{part}"
-    try:
-        value = int(raw)
-    except ValueError:
-        problems[name] = (
-            f"{raw!r} is not an integer, for example {MAPPING_VARIABLES['MOTHERDUCK_{n}_' + part][1]}"
-        )
-        return default
-    if not low <= value <= high:
-        problems[name] = f"{value} is out of range {low}..{high}"
-        return default
-    return value
 
 
 # App Service replaces an app setting of this form with the secret's value; when it cannot (no access, wrong
@@ -658,13 +644,8 @@ RUN_FROM_PACKAGE_DOC = (
 
 def _reads(variable: str) -> bool:
     """Whether StreamDuck reads ``variable`` (a fixed setting or a known numbered mapping variable)."""
-    if variable in _ALL_ALIASES:
-        return True
-    match = _MAPPING_KEY_RE.fullmatch(variable)
-    if match is None:
-        return False
-    prefix, _, suffix = match.groups()
-    return f"{prefix}_{{n}}" + (f"_{suffix}" if suffix else "") in MAPPING_VARIABLES
+    numbered = _numbered(variable)
+    return variable in _EXAMPLES or (numbered is not None and numbered[1] in MAPPING_VARIABLES)
 
 
 def _unresolved_key_vault_references(env: Mapping[str, str]) -> dict[str, str]:
@@ -686,7 +667,7 @@ def _chdb_problem(clickhouse_host: str | None) -> str | None:
     """Without ``CLICKHOUSE_HOST`` the engagement functions use embedded chDB, which only local installs have."""
     if clickhouse_host or importlib.util.find_spec("chdb") is not None:
         return None
-    example = _example_for("CLICKHOUSE_HOST")
+    example = _EXAMPLES["CLICKHOUSE_HOST"]
     return (
         "missing: without it the engagement functions use embedded ClickHouse (chDB), which is not installed "
         "(the deployed app has no chDB). Set the ClickHouse server, for example "
@@ -695,17 +676,17 @@ def _chdb_problem(clickhouse_host: str | None) -> str | None:
 
 
 def _local_files_in_azure_problem(
-    env: Mapping[str, str], mappings: tuple[EventHubMapping, ...]
+    env: Mapping[str, str], groups: Mapping[int, Mapping[str, str]]
 ) -> str | None:
     """In Azure every mapping needs a MotherDuck token: local DuckDB files would go under the read-only mount."""
     if not env.get(AZURE_INSTANCE_VARIABLE, "").strip():
         return None
     if any(env.get(name, "").strip() for name in _aliases("motherduck_token")):
         return None
-    without = [m for m in mappings if m.token is None]
+    without = [n for n, group in sorted(groups.items()) if "MOTHERDUCK_{n}_TOKEN" not in group]
     if not without:
         return None
-    numbers = ", ".join(str(m.index) for m in without)
+    numbers = ", ".join(map(str, without))
     return (
         f"missing: the app runs in Azure ({AZURE_INSTANCE_VARIABLE} is set) and Event Hubs mapping(s) {numbers} "
         "have no MotherDuck token, so they would write local DuckDB files, and the app's files are a "
@@ -725,24 +706,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     problems: dict[str, str] = {}
     unresolved = _unresolved_key_vault_references(env)
-    mappings = _parse_mappings(env, problems)
+    groups = _group_mappings(env, problems)
+    mappings = _parse_mappings(groups, problems)
     # An unresolved reference is reported as such, not as whatever its text breaks further on.
-    fixed = {k: v for k, v in env.items() if k in _ALL_ALIASES and v != "" and k not in unresolved}
+    fixed = {k: v for k, v in env.items() if k in _EXAMPLES and v != "" and k not in unresolved}
     if (chdb := _chdb_problem(fixed.get("CLICKHOUSE_HOST"))) is not None:
         problems["CLICKHOUSE_HOST"] = chdb
     settings: Settings | None = None
     try:
         settings = Settings.model_validate(fixed)
     except ValidationError as exc:
-        for err in exc.errors():
-            variable = str(err["loc"][0]) if err["loc"] else "?"
-            if variable in Settings.model_fields:  # a defaulted field is reported by name, not by variable
-                variable = _first_alias(variable)
-            example = _example_for(variable)
-            suggested = f"{variable}=" in err["msg"]  # the message already says what to set
-            hint = f", for example {variable}={example}" if example and not suggested else ""
-            problems[variable] = f"{err['msg']}{hint}"
-    if (local := _local_files_in_azure_problem(env, mappings)) is not None:
+        problems.update(_fixed_problem(err) for err in exc.errors())
+    if (local := _local_files_in_azure_problem(env, groups)) is not None:
         problems.setdefault("MOTHERDUCK_TOKEN", local)
     problems.update(unresolved)
     if problems or settings is None:

@@ -32,6 +32,9 @@ def verify_environment(
     return {**base, **values}, warnings
 
 
+DEPLOY_TIMEOUT_SECONDS = 300
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(
@@ -51,6 +54,9 @@ def main(argv: list[str]) -> int:
     env, warnings = verify_environment(azd_values, os.environ, az_secret)
     for warning in warnings:
         print(f"{PREFIX} warning: {warning}", file=sys.stderr)
+    if not any(arg == "--timeout" or arg.startswith("--timeout=") for arg in extra):
+        # A new deployment's first batches wait for cold starts and the first MotherDuck extension download.
+        extra = ["--timeout", str(DEPLOY_TIMEOUT_SECONDS), *extra]
     command = [streamduck, "verify", *extra]
     print(f"{PREFIX} running {' '.join(command)} against {env.get('AZURE_ENV_NAME', 'the azd environment')}")
     sys.stdout.flush()

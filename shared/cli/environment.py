@@ -2,7 +2,9 @@
 
 Precedence (highest first): ``--env-file PATH`` values, the process environment, ``./.env``. An explicit
 ``--env-file`` wins because the user named it on the command line; the implicit ``./.env`` never overrides
-what the shell already exported (the earlier CLI's behaviour).
+what the shell already exported (the earlier CLI's behaviour). Without ``--env-file``, the settings
+``streamduck demo`` chose itself (``.streamduck/demo.env``) fill in last what is still unset
+(:func:`shared.demo.state.fill_from_demo`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from shared.demo.state import fill_from_demo
 from shared.errors import ConfigError
 from shared.settings import Settings, load_settings
 
@@ -28,6 +31,8 @@ def build_environ(env_file: Path | None, *, base: Mapping[str, str] | None = Non
         if not env_file.is_file():
             raise ConfigError({"--env-file": f"{env_file} does not exist or is not a file"})
         environ.update(_read(env_file))
+    else:
+        fill_from_demo(environ)
     return environ
 
 

@@ -235,6 +235,17 @@ def run(
     live: Annotated[
         bool, typer.Option(help="Live view on a terminal (a progress line every 10 s otherwise).")
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve the metrics for Prometheus on this port (/metrics; 0 picks a free port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the /metrics endpoint listens on.")
+    ] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     smart: Annotated[
         bool,
@@ -251,13 +262,17 @@ def run(
     after the function returns, graceful shutdown on SIGINT/SIGTERM (the batch in flight finishes and is
     checkpointed, exit 0).
 
+    Metrics (the same as in Azure): in the live view and the summary; on a Prometheus endpoint with
+    --metrics-port; to any OTLP backend when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+
     Examples:
 
     * `streamduck run --dry-run`
     * `streamduck run --env-file .env`
     * `streamduck run -f engagement_enrich --exit-when-idle 5`
+    * `streamduck run --metrics-port 9464`
     """
-    from shared.cli.run import build_plan, print_plan, run_host
+    from shared.cli.run import build_plan, install_metrics, print_plan, run_host
 
     if smart:
         err.print(f"[bold red]error:[/] {escape(SMART_UNSUPPORTED)}")
@@ -267,27 +282,43 @@ def run(
         environ = build_environ(env_file)
         settings = settings_from(environ)
         export(environ)
-        planned = build_plan(
-            settings,
-            environ,
-            app_module=app_module,
-            app_dir=app_dir.resolve(),
-            functions=function,
-            batch_size=batch_size,
+        # Before the app is imported: the CLI's own meter provider keeps the app's Azure Monitor set-up off.
+        metrics = (
+            install_metrics({}, port=None, host=metrics_host)
+            if dry_run
+            else install_metrics(environ, port=metrics_port, host=metrics_host)
         )
-        if dry_run:
-            print_plan(planned, as_json=as_json)
-            return
-        summary = run_host(
-            planned, settings, environ, live=live, exit_when_idle=exit_when_idle, start_from=start_from.value
-        )
+        try:
+            planned = build_plan(
+                settings,
+                environ,
+                app_module=app_module,
+                app_dir=app_dir.resolve(),
+                functions=function,
+                batch_size=batch_size,
+            )
+            if dry_run:
+                print_plan(planned, as_json=as_json)
+                return
+            summary = run_host(
+                planned,
+                settings,
+                environ,
+                live=live,
+                exit_when_idle=exit_when_idle,
+                start_from=start_from.value,
+                metrics=metrics,
+            )
+        finally:
+            metrics.shutdown()
     if as_json:
         print_json(summary)
     else:
         err.print(
             f"stopped: {summary['events']:,} events in {summary['batches']:,} batches, "
             f"{summary['retries']} retries, {summary['failed_batches']} failed, "
-            f"{summary['abandoned_batches']} left for the next start"
+            f"{summary['abandoned_batches']} left for the next start, "
+            f"{summary.get('dead_letters', 0):,} dead-lettered"
         )
 
 
@@ -409,25 +440,38 @@ def demo(
         str | None,
         typer.Option(
             help="A running Redis to use when REDIS_URL is unset and it answers, e.g. redis://127.0.0.1:6379/0 "
-            "(default: a temporary redis-server for the run)."
+            "(default: the demo's own redis-server, kept running with its data under .streamduck/redis)."
         ),
     ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop the demo's own redis-server (its data stays); run nothing.")
+    ] = False,
     env_file: EnvFile = None,
     as_json: JsonOut = False,
 ) -> None:
     """The main job on embedded defaults: simulated traffic through every function, then a summary.
 
     Uses local DuckDB files, embedded ClickHouse (chDB) and Redis: `REDIS_URL` when set, else the Redis
-    named by `--local-redis` when it answers, else a temporary `redis-server` started for the run. Says what
-    is missing when something cannot be started.
+    named by `--local-redis` when it answers, else its own `redis-server`, left running (data under
+    `.streamduck/redis`) so that `streamduck status` and `streamduck dashboard` show the results; the
+    settings it chose go to `.streamduck/demo.env`, which every command here reads. Says what is missing
+    when something cannot be started.
 
     Examples:
 
     * `streamduck demo`
     * `streamduck demo --events 20000 --json`
+    * `streamduck demo --stop` (stop the demo's Redis; `make demo-stop`)
     """
-    from shared.cli.demo import render, run_demo
+    from shared.cli.demo import render, render_stop, run_demo, stop_demo
 
+    if stop:
+        result = stop_demo()
+        if as_json:
+            print_json(result)
+        else:
+            render_stop(result)
+        return
     with expected_failures():
         environ = build_environ(env_file)
         summary = run_demo(environ, events=events, seed=seed, progress=not as_json, local_redis=local_redis)

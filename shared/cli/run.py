@@ -12,7 +12,9 @@ from rich.table import Table
 from shared.cli.output import EXIT_FAILED, err, fail, out, print_json
 from shared.devhost.functions import TriggerKind, discover, import_app, select
 from shared.devhost.host import DevHost, PlannedFunction, plan, read_host_json
+from shared.errors import ConfigError
 from shared.settings import Settings
+from shared.telemetry.local import LocalMetrics
 
 
 def build_plan(
@@ -63,6 +65,17 @@ def print_plan(planned: list[PlannedFunction], *, as_json: bool) -> None:
         out.print("No functions are registered (no mappings configured and no Kafka section?).")
 
 
+def install_metrics(environ: Mapping[str, str], *, port: int | None, host: str) -> LocalMetrics:
+    """The dev host's metrics (live view and summary; Prometheus on ``port``; OTLP from the ``OTEL_*``
+    variables), installed before the function app is imported."""
+    try:
+        metrics = LocalMetrics(environ, metrics_port=port, metrics_host=host)
+    except OSError as exc:
+        raise ConfigError({"--metrics-port": f"cannot serve /metrics on {host}:{port}: {exc}"}) from exc
+    metrics.install()
+    return metrics
+
+
 def run_host(
     planned: list[PlannedFunction],
     settings: Settings,
@@ -71,8 +84,10 @@ def run_host(
     live: bool,
     exit_when_idle: float | None,
     start_from: str,
+    metrics: LocalMetrics | None = None,
 ) -> dict[str, Any]:
     from shared.devhost.live import LiveView
+    from shared.devhost.metrics_view import MetricsView
 
     runnable = [p for p in planned if p.runs]
     if not runnable:
@@ -82,10 +97,14 @@ def run_host(
     logging.getLogger("streamduck.devhost").info(
         "running %s", ", ".join(f"{p.fn.name} <- {p.fn.source_label}" for p in runnable)
     )
+    topics = {p.fn.source: p.fn.name for p in runnable if p.fn.kind is TriggerKind.KAFKA}
+    emitted = MetricsView(metrics, topics) if metrics is not None else None
     host.start()
-    with LiveView(host.stats, err, enabled=live) as view:
+    with LiveView(host.stats, err, enabled=live, view=emitted) as view:
         host.wait(exit_when_idle=exit_when_idle, tick=view.tick)
     summary = host.stats.summary()
+    if emitted is not None:
+        summary.update(emitted.summary(summary["partitions"]))
     summary["failures"] = host.failures
     if host.failures:
         fail("; ".join(host.failures), EXIT_FAILED)

@@ -8,6 +8,8 @@
   folder, the server is down), every request tries again and answers 503 with the reason.
 - Redis: the top N of a precomputed leaderboard window, with titles from the content store
   (:func:`shared.engagement.leaderboard.top_n_with_titles`).
+- Activity (``/api/activity``): ingest and enrichment rates, lag and freshness, counted from the same stores'
+  rows by their ``ingested_at`` (:meth:`DashboardData.activity`).
 - DuckDB / MotherDuck: each Event Hubs mapping's rows, watermarks, dead letters and last compaction, as
   ``streamduck status`` reports them (:func:`shared.readmodel.status.mapping_status`, read-only connections).
 
@@ -18,8 +20,6 @@ one-line reason.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,16 +29,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from shared.demo.state import chdb_holder as holder_of
 from shared.engagement.clickhouse import CONTENT_TABLE, ENRICHED_TABLE, Warehouse
 from shared.errors import ConfigError, StreamDuckError
-from shared.settings import Settings
+from shared.settings import EventHubMapping, Settings
 from shared.sqlident import quote_ident
+from shared.telemetry import catalog
 
 # Parameter ranges of the endpoints (the earlier dashboard's sliders, kept).
 ROWS = (10, 500, 50)  # /api/recent?rows=
 MINUTES = (1, 1440, 60)  # /api/by-content?minutes=
 LIMIT = (1, 100, 20)  # /api/by-content?limit=
 TOP_N = (3, 20, 10)  # /api/top?n=
+ACTIVITY_MINUTES = (1, 1440, 15)  # /api/activity?minutes=
+BUCKETS = 60  # points of each activity series
 DEFAULT_WINDOW = 10  # /api/top?window= when LEADERBOARD_WINDOWS has it, else the shortest window
 
 
@@ -78,24 +82,9 @@ def _float(value: Decimal | float | int | None) -> float | None:
 
 
 def chdb_holder(path: Path) -> str | None:
-    """``process 1234`` when another live process runs the chDB engine of ``path`` (its ``status`` file)."""
-    try:
-        text = (path / "status").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    match = re.search(r"^PID:\s*(\d+)", text, re.MULTILINE)
-    if match is None:
-        return None
-    pid = int(match.group(1))
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, another user's
-    return f"process {pid}"
+    """```streamduck demo` (pid 1234)`` when another live process runs the chDB engine of ``path``."""
+    found = holder_of(path)
+    return None if found is None else f"`{found[1]}` (pid {found[0]})"
 
 
 # --------------------------------------------------------------------------------------- parameters
@@ -186,6 +175,15 @@ class DashboardData:
             )
         return int(raw)
 
+    def info(self) -> dict[str, Any]:
+        """What the page needs before any store answers: the windows to offer, where the data is."""
+        return {
+            "windows": list(self.windows),
+            "default_window": self.default_window,
+            "clickhouse": self.describe_clickhouse(),
+            "mappings": len(self.settings.mappings),
+        }
+
     def describe_clickhouse(self) -> str:
         s = self.settings
         if s.clickhouse_host:
@@ -205,17 +203,19 @@ class DashboardData:
                     f"no data yet: the chDB folder {s.clickhouse_chdb_path} does not exist "
                     "(run the engagement functions or `streamduck demo` first, or set CLICKHOUSE_HOST)",
                 )
+            # Asked first: opening a folder another process holds fails, after the engine printed its own
+            # diagnostics on the dashboard's terminal.
+            holder = None if s.clickhouse_host else chdb_holder(s.clickhouse_chdb_path)
+            if holder is not None:
+                raise StoreUnavailable(
+                    "clickhouse",
+                    f"the embedded ClickHouse (chDB) folder {s.clickhouse_chdb_path} is in use by "
+                    f"{holder}; chDB lets one process open a folder at a time: stop that process and refresh, "
+                    "or point CLICKHOUSE_HOST at a ClickHouse server",
+                )
             try:
                 self._warehouse = Warehouse.from_settings(s)
             except StreamDuckError as exc:
-                holder = None if s.clickhouse_host else chdb_holder(s.clickhouse_chdb_path)
-                if holder is not None:
-                    raise StoreUnavailable(
-                        "clickhouse",
-                        f"the embedded ClickHouse (chDB) folder {s.clickhouse_chdb_path} is in use by "
-                        f"{holder} (`streamduck run`, `streamduck demo`?); chDB lets one process open a folder "
-                        "at a time: stop that process, or point CLICKHOUSE_HOST at a ClickHouse server",
-                    ) from exc
                 raise StoreUnavailable("clickhouse", one_line(exc)) from exc
             return self._warehouse
 
@@ -380,3 +380,160 @@ class DashboardData:
             mappings.append(report)
         note = None if mappings else "no Event Hubs mappings are configured (EVENTHUBNAME_N, MOTHERDUCK_N_*)"
         return {"mappings": mappings, "note": note}
+
+    # ----------------------------------------------------------------------------------- activity
+
+    def activity(self, minutes: int) -> dict[str, Any]:
+        """Rates and lag over the last ``minutes``, in :data:`BUCKETS` buckets, from the stores' own rows.
+
+        Each series counts what the metric of the same name counts (``shared/telemetry/catalog.py``), read
+        back from where the functions wrote it, so it also covers work done before the dashboard started:
+
+        - ingest rate per mapping: rows of the mapping's table by ``ingested_at`` (the commit time of their
+          batch) per second: ``streamduck.eventhubs.events.written`` (replays are not written twice);
+        - enrichment rate: rows of ``engagement_enriched`` (current versions) by ``ingested_at`` per second,
+          with known content (``records.enriched``, an event re-enriched when its content arrived counting
+          at that time, as ``records.reenriched``) and still without (``records.unknown_content``);
+        - lag per mapping: per batch (rows of one partition sharing ``ingested_at``), commit time minus the
+          newest enqueued time, the largest in each bucket: ``streamduck.eventhubs.lag``;
+        - freshness: the newest ``ingested_at`` of all of them.
+        """
+        now_ms = int(self._clock() * 1000)
+        bucket_ms = max(1, minutes * 60 // BUCKETS) * 1000
+        first = (now_ms // bucket_ms - BUCKETS + 1) * bucket_ms
+        starts = [first + i * bucket_ms for i in range(BUCKETS)]
+        errors: dict[str, str] = {}
+        newest: list[tuple[int, str]] = []
+        ingest: list[dict[str, Any]] = []
+        lag: list[dict[str, Any]] = []
+        for m in self.settings.mappings:
+            label = f"{m.event_hub} \u2192 {m.target}"
+            try:
+                counts, lags, last = _mapping_activity(self.settings, m, first, bucket_ms)
+            except StoreUnavailable as exc:
+                errors[f"mapping {m.index}"] = exc.reason
+                continue
+            if last is not None:
+                newest.append((last, f"mapping {m.index} ({m.target})"))
+            seconds = bucket_ms / 1000
+            ingest.append(
+                {
+                    "label": label,
+                    "function": m.function_name,
+                    "metric": catalog.EH_WRITTEN.name,
+                    "points": [[t, counts.get(t, 0) / seconds] for t in starts],
+                }
+            )
+            lag.append(
+                {
+                    "label": label,
+                    "function": m.function_name,
+                    "metric": catalog.EH_LAG.name,
+                    "points": [[t, lags[t]] for t in starts if t in lags],
+                }
+            )
+        enrichment: list[dict[str, Any]] = []
+        try:
+            known, unknown, last = self._enrichment_activity(first, bucket_ms)
+        except StoreUnavailable as exc:
+            errors["clickhouse"] = exc.reason
+        else:
+            seconds = bucket_ms / 1000
+            for name, metric, counts in (
+                ("known content", catalog.KAFKA_ENRICHED.name, known),
+                ("unknown content", catalog.KAFKA_UNKNOWN_CONTENT.name, unknown),
+            ):
+                points = [[t, counts.get(t, 0) / seconds] for t in starts]
+                enrichment.append({"label": name, "metric": metric, "points": points})
+            if last is not None:
+                newest.append((last, f"ClickHouse {self.settings.clickhouse_database}.{ENRICHED_TABLE}"))
+        freshness = None
+        if newest:
+            last_ms, where = max(newest)
+            freshness = {
+                "last": iso_ms(last_ms),
+                "last_ms": last_ms,
+                "seconds_ago": (now_ms - last_ms) / 1000,
+            }
+            freshness["store"] = where
+        return {
+            "minutes": minutes,
+            "bucket_seconds": bucket_ms // 1000,
+            "from": iso_ms(first),
+            "to": iso_ms(now_ms),
+            "now_ms": now_ms,
+            "freshness": freshness,
+            "ingest": ingest,
+            "enrichment": enrichment,
+            "lag": lag,
+            "errors": errors,
+        }
+
+    def _enrichment_activity(
+        self, first_ms: int, bucket_ms: int
+    ) -> tuple[dict[int, int], dict[int, int], int | None]:
+        sql = (
+            "SELECT intDiv(toUnixTimestamp64Milli(ingested_at), {bucket:Int64}) * {bucket:Int64} AS t, "
+            "countIf(content_known), countIf(NOT content_known) "
+            f"FROM {self._tables.enriched} FINAL WHERE is_deleted = 0 "
+            "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64}) GROUP BY t ORDER BY t"
+        )
+        rows = self._clickhouse(sql, {"bucket": bucket_ms, "since": first_ms}, [ENRICHED_TABLE])
+        newest = self._clickhouse(
+            f"SELECT toUnixTimestamp64Milli(max(ingested_at)), count() FROM {self._tables.enriched}",
+            {},
+            [ENRICHED_TABLE],
+        )
+        last = int(newest[0][0]) if newest and int(newest[0][1]) else None
+        return {int(t): int(k) for t, k, _ in rows}, {int(t): int(u) for t, _, u in rows}, last
+
+
+def _mapping_activity(
+    settings: Settings, m: EventHubMapping, first_ms: int, bucket_ms: int
+) -> tuple[dict[int, int], dict[int, float], int | None]:
+    """Rows per bucket, the largest batch lag (s) per bucket, and the newest ``ingested_at`` of a mapping."""
+    import duckdb
+
+    from shared.duck.tables import target
+
+    token = settings.token_for(m)
+    try:
+        if token is not None:
+            con = duckdb.connect(
+                f"md:{m.database}",
+                config={"motherduck_token": token.get_secret_value(), "autoinstall_known_extensions": False},
+            )
+        else:
+            path = settings.data_dir / f"{m.database}.duckdb"
+            if not path.exists():
+                raise StoreUnavailable("duckdb", f"no data yet ({path} does not exist)")
+            con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreUnavailable("duckdb", one_line(exc)) from exc
+    table = target(m)
+    since = first_ms / 1000
+    try:
+        counts = con.execute(
+            f"SELECT epoch_ms(ingested_at) // ? * ? AS t, count(*) FROM {table} "
+            "WHERE ingested_at >= to_timestamp(?) GROUP BY t",
+            [bucket_ms, bucket_ms, since],
+        ).fetchall()
+        batches = con.execute(
+            f"SELECT epoch_ms(ingested_at), epoch_ms(ingested_at) - epoch_ms(max(enqueued_time)) FROM {table} "
+            "WHERE ingested_at >= to_timestamp(?) AND enqueued_time IS NOT NULL "
+            "GROUP BY partition_id, ingested_at",
+            [since],
+        ).fetchall()
+        newest = con.execute(f"SELECT epoch_ms(max(ingested_at)) FROM {table}").fetchall()
+    except duckdb.CatalogException as exc:
+        raise StoreUnavailable("duckdb", f"no data yet ({one_line(exc)})") from exc
+    except duckdb.Error as exc:
+        raise StoreUnavailable("duckdb", one_line(exc)) from exc
+    finally:
+        con.close()
+    lags: dict[int, float] = {}
+    for committed, lag_ms in batches:
+        t = int(committed) // bucket_ms * bucket_ms
+        lags[t] = max(lags.get(t, float("-inf")), int(lag_ms) / 1000)
+    last = newest[0][0] if newest else None
+    return {int(t): int(n) for t, n in counts}, lags, None if last is None else int(last)

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from shared import __version__
 from shared.dashboard.data import (
+    ACTIVITY_MINUTES,
     LIMIT,
     MINUTES,
     ROWS,
@@ -61,6 +62,16 @@ def _eventhubs(data: DashboardData, query: Query) -> dict[str, Any]:
     return data.eventhubs()
 
 
+def _activity(data: DashboardData, query: Query) -> dict[str, Any]:
+    only_params(query, "/api/activity", ["minutes"])
+    return data.activity(int_param(query, "minutes", ACTIVITY_MINUTES))
+
+
+def _info(data: DashboardData, query: Query) -> dict[str, Any]:
+    only_params(query, "/api/info", [])
+    return data.info()
+
+
 def _healthz(data: DashboardData, query: Query) -> dict[str, Any]:
     only_params(query, "/healthz", [])
     return {"status": "ok", "version": __version__}
@@ -71,6 +82,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/api/by-content": _by_content,
     "/api/top": _top,
     "/api/eventhubs": _eventhubs,
+    "/api/activity": _activity,
+    "/api/info": _info,
     "/healthz": _healthz,
 }
 PAGES = ("/", "/index.html")

@@ -28,6 +28,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.demo.app import registered_functions
+from shared.demo.stopping import check
 from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
 from shared.engagement.redis_io import redis_errors
@@ -169,6 +170,7 @@ def run_demo(settings: Settings, *, events: int, seed: int) -> dict[str, object]
         ]
         keys: list[str | None] = [None] * len(values)
         for start in range(0, len(values), BATCH):
+            check()
             chunk = values[start : start + BATCH]
             batch = _batch(
                 settings.topic_engage, engage_offset + start, chunk, keys[start : start + BATCH], ts

@@ -23,6 +23,7 @@ import azure.functions as func
 import duckdb
 
 from shared.demo.app import registered_functions
+from shared.demo.stopping import check
 from shared.devhost.functions import HostedFunction
 from shared.duck import tables
 from shared.duck.connection import DuckConnections
@@ -92,6 +93,7 @@ def _deliver(
     for partition, events in per_partition.items():
         info = PartitionInfo(partition, m.event_hub, m.consumer_group, namespace)
         for n, start in enumerate(range(0, len(events), m.batch)):
+            check()
             chunk = events[start : start + m.batch]
             fn(to_function_batch(chunk, info))
             deliveries += 1

@@ -199,7 +199,7 @@ def plan(
                 )
             )
         elif fn.kind is TriggerKind.TIMER:
-            from shared.devhost.timer import Schedule
+            from shared.ncrontab import Schedule
 
             try:
                 Schedule(fn.source)

@@ -356,6 +356,39 @@ class TriggerBatch:
         self._parsed[i] = value
         return value
 
+    def single_partition(self) -> tuple[str, int] | None:
+        """The batch's one (topic, partition) when every record has the same (two C-level counts), else
+        ``None`` (an empty batch or one spanning partitions)."""
+        topics, partitions = self.topics, self.partitions
+        n = len(partitions)
+        if n and topics.count(topics[0]) == n and partitions.count(partitions[0]) == n:
+            return topics[0], partitions[0]
+        return None
+
+    def newest_timestamps_ms(self) -> dict[tuple[str, int], int | None]:
+        """The newest Kafka timestamp (epoch ms) of each (topic, partition) of the batch.
+
+        A batch of one partition whose timestamps are all numbers or all text takes one ``max`` over them and
+        parses only the newest (the extension writes every timestamp in the same ISO 8601 form, whose text
+        order is time order); any other batch (mixed or missing timestamps: ``max`` refuses to compare them)
+        parses each timestamp.
+        """
+        single = self.single_partition()
+        if single is not None:
+            try:
+                newest = max(self._timestamps)
+            except TypeError:
+                pass
+            else:
+                return {single: newest if type(newest) is int else parse_timestamp_ms(newest)}
+        newest_by: dict[tuple[str, int], int | None] = {}
+        for i, key in enumerate(zip(self.topics, self.partitions, strict=True)):
+            stamp = self.timestamp_ms(i)
+            current = newest_by.get(key)
+            if current is None or (stamp is not None and stamp > current):
+                newest_by[key] = stamp
+        return newest_by
+
     def record(self, i: int) -> RawRecord:
         return RawRecord(
             topic=self.topics[i],

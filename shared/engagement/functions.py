@@ -19,6 +19,7 @@ import gc
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ from shared.engagement.leaderboard import LeaderboardEntry, PreparedScores, redi
 from shared.engagement.redis_io import redis_client
 from shared.errors import BadInputError
 from shared.settings import Settings
+from shared.telemetry import metrics
+from shared.telemetry.metrics import PartitionCounts
 
 log = logging.getLogger("streamduck.engagement")
 
@@ -78,6 +81,7 @@ class BatchReport:
     tombstones: int = 0
     already_counted: int = 0
     reenriched: int = 0
+    partitions_optimized: int = 0
     envelopes: list[str] = field(default_factory=list)
 
 
@@ -126,14 +130,16 @@ class Pipeline:
 
     def enrich(self, events: Sequence[KafkaEventLike]) -> BatchReport:
         """Enrich, store and count one trigger batch of ``engagement_events.flat``."""
+        started = time.perf_counter()
         with gc_paused():
-            return self.enrich_batch(TriggerBatch.from_events(events))
+            return self.enrich_batch(TriggerBatch.from_events(events), started=started)
 
     def enrich_records(self, records: Sequence[RawRecord]) -> BatchReport:
+        started = time.perf_counter()
         with gc_paused():
-            return self.enrich_batch(TriggerBatch.from_records(records))
+            return self.enrich_batch(TriggerBatch.from_records(records), started=started)
 
-    def enrich_batch(self, batch: TriggerBatch) -> BatchReport:
+    def enrich_batch(self, batch: TriggerBatch, *, started: float | None = None) -> BatchReport:
         """Decode, look content up (one round trip), insert into ClickHouse, then count in Redis.
 
         The ClickHouse insert runs in this thread while the pipeline's helper thread writes the envelopes and
@@ -142,7 +148,11 @@ class Pipeline:
         holds to start (it would, up to the interpreter's switch interval, were the roles swapped). The Redis
         script runs only after the insert succeeded, so a failed insert leaves the leaderboard untouched. Both
         writes are idempotent, so the host's retry completes the batch.
+
+        Once the batch is applied, its metrics are recorded (:func:`_record_enrich`); ``started`` is when the
+        function began (default: now).
         """
+        started = time.perf_counter() if started is None else started
         report = BatchReport(records=len(batch))
         decoded = decode_engagements(batch)
         columns = decoded.columns
@@ -151,16 +161,27 @@ class Pipeline:
         self.warehouse.ensure_schema()
         self.warehouse.insert_dead_letters(decoded.dead, function=ENRICH_FUNCTION)
         prepared = self._helper().submit(self.prepare_outputs, enriched, batch)
+        insert_started = time.perf_counter()
         try:
             self.warehouse.insert_enriched(enriched, scope="enrich")
         finally:
             update = prepared.result()
+        update_started = time.perf_counter()
         report.already_counted = update.apply()
+        update_ended = time.perf_counter()
         report.changes = len(columns)
         report.tombstones = decoded.tombstones
         report.unknown_content = enriched.unknown
         report.dead_letters = len(decoded.dead)
         report.envelopes = enriched.envelopes
+        metrics.engagement_batch(
+            self.settings.topic_engage,
+            _enrich_counts(batch, enriched, decoded.dead),
+            seconds=time.perf_counter() - started,
+            clickhouse_seconds=update_started - insert_started,
+            redis_seconds=update_ended - update_started,
+            now_ms=self.now_ms(),
+        )
         return report
 
     # ----------------------------------------------------------------------------------- content
@@ -170,6 +191,7 @@ class Pipeline:
         return self.content_records(records_from_events(events))
 
     def content_records(self, records: Sequence[RawRecord]) -> BatchReport:
+        started = time.perf_counter()
         report = BatchReport(records=len(records))
         changes: list[ContentChange] = []
         dead: list[DeadLetter] = []
@@ -179,9 +201,13 @@ class Pipeline:
             except BadInputError as exc:
                 dead.append(DeadLetter(record=record, reason=exc.reason, kind=exc.kind))
         self.warehouse.ensure_schema()
+        store_started = time.perf_counter()
         self.store.apply(changes)
+        store_ended = time.perf_counter()
         self.warehouse.insert_dead_letters(dead, function=CONTENT_FUNCTION)
+        insert_started = time.perf_counter()
         self.warehouse.insert_content(changes)
+        insert_ended = time.perf_counter()
         upserted = list(dict.fromkeys(c.content_id for c in changes if not c.deleted))
         batch = self._reenrich(upserted) if upserted else EnrichedBatch(self.settings.topic_out)
         report.changes = len(changes)
@@ -189,6 +215,15 @@ class Pipeline:
         report.dead_letters = len(dead)
         report.reenriched = len(batch)
         report.envelopes = batch.envelopes
+        metrics.engagement_batch(
+            self.settings.topic_content,
+            _content_counts(records, changes, dead),
+            seconds=time.perf_counter() - started,
+            clickhouse_seconds=insert_ended - insert_started,
+            redis_seconds=store_ended - store_started,
+            now_ms=self.now_ms(),
+            reenriched=_by_source_topic(batch),
+        )
         return report
 
     def _reenrich(self, content_ids: Sequence[str] | None) -> EnrichedBatch:
@@ -223,11 +258,83 @@ class Pipeline:
         at = self.now_ms() if now_ms is None else now_ms
         self.warehouse.ensure_schema()
         batch = self._reenrich(None)
-        self.warehouse.optimize_recent(days=self.settings.clickhouse_optimize_days, now_ms=at)
-        return BatchReport(reenriched=len(batch), envelopes=batch.envelopes)
+        metrics.engagement_reenriched(_by_source_topic(batch))
+        optimized = self.warehouse.optimize_recent(days=self.settings.clickhouse_optimize_days, now_ms=at)
+        return BatchReport(
+            reenriched=len(batch), partitions_optimized=len(optimized), envelopes=batch.envelopes
+        )
 
     def top(self, *, minutes: int, n: int, now_ms: int | None = None) -> list[LeaderboardEntry]:
         return top_n_with_titles(self.leaderboard, self.store, minutes=minutes, n=n, now_ms=now_ms)
+
+
+# --------------------------------------------------------------------------------------- metrics
+
+
+def _enrich_counts(
+    batch: TriggerBatch, enriched: EnrichedRows, dead: Sequence[DeadLetter]
+) -> dict[tuple[str, int], PartitionCounts]:
+    """Counts per (topic, partition) of an applied enrichment batch. A batch of one partition (the usual case)
+    uses the batch's totals; one spanning partitions groups the enriched rows' columns in Arrow."""
+    newest = batch.newest_timestamps_ms()
+    counts = {key: PartitionCounts(newest_ms=ms) for key, ms in newest.items()}
+    single = batch.single_partition()
+    if single is not None:
+        part = counts[single]
+        part.received = len(batch)
+        part.unknown_content = enriched.unknown
+        part.enriched = len(enriched) - enriched.unknown
+    else:
+        for key, n in Counter(zip(batch.topics, batch.partitions, strict=True)).items():
+            counts[key].received = n
+        if len(enriched):
+            grouped = (
+                enriched.table.select(["source_topic", "source_partition", "content_known"])
+                .group_by(["source_topic", "source_partition", "content_known"], use_threads=False)
+                .aggregate([([], "count_all")])
+            )
+            for row in grouped.to_pylist():
+                part = counts[(row["source_topic"], row["source_partition"])]
+                if row["content_known"]:
+                    part.enriched += row["count_all"]
+                else:
+                    part.unknown_content += row["count_all"]
+    _count_dead(counts, dead)
+    return counts
+
+
+def _content_counts(
+    records: Sequence[RawRecord], changes: Sequence[ContentChange], dead: Sequence[DeadLetter]
+) -> dict[tuple[str, int], PartitionCounts]:
+    """Counts per (topic, partition) of an applied content batch (decoded record by record anyway)."""
+    counts: dict[tuple[str, int], PartitionCounts] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        part = counts.get(key)
+        if part is None:
+            part = counts[key] = PartitionCounts()
+        part.received += 1
+        stamp = record.timestamp_ms
+        if stamp is not None and (part.newest_ms is None or stamp > part.newest_ms):
+            part.newest_ms = stamp
+    for change in changes:
+        counts[(change.record.topic, change.record.partition)].content_applied += 1
+    _count_dead(counts, dead)
+    return counts
+
+
+def _count_dead(counts: dict[tuple[str, int], PartitionCounts], dead: Sequence[DeadLetter]) -> None:
+    for letter in dead:
+        key = (letter.record.topic, letter.record.partition)
+        part = counts.get(key)
+        if part is None:
+            part = counts[key] = PartitionCounts()
+        part.dead_letters[letter.kind] = part.dead_letters.get(letter.kind, 0) + 1
+
+
+def _by_source_topic(batch: EnrichedBatch) -> dict[str, int]:
+    """Re-enriched events by the topic they came from (a handful of rows, not the hot path)."""
+    return dict(Counter(batch.column("source_topic"))) if len(batch) else {}
 
 
 def _add_unknown(batch: EnrichedBatch, row: UnknownEvent, info: Any) -> None:
@@ -350,13 +457,18 @@ def on_content_batch(
 
 
 def on_windows_timer(settings: Settings) -> dict[int, int]:
-    sizes = pipeline_for(settings).precompute_windows()
+    with metrics.job_run(metrics.JOB_LEADERBOARD_WINDOWS) as run:
+        sizes = pipeline_for(settings).precompute_windows()
+        run.count("windows_built", len(sizes))
     log.info("leaderboard windows rebuilt: %s", sizes)
     return sizes
 
 
 def on_upkeep_timer(settings: Settings, out: OutLike | None) -> BatchReport:
-    report = pipeline_for(settings).upkeep()
-    _publish(out, report.envelopes)
+    with metrics.job_run(metrics.JOB_CLICKHOUSE_UPKEEP) as run:
+        report = pipeline_for(settings).upkeep()
+        _publish(out, report.envelopes)
+        run.count("events_reenriched", report.reenriched)
+        run.count("partitions_optimized", report.partitions_optimized)
     log.info("upkeep: %d events re-enriched", report.reenriched)
     return report

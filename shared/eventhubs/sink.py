@@ -15,6 +15,7 @@ The watermark rules are written down in ``docs/architecture.md``.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +62,7 @@ class BatchResult:
     watermark: int
     epoch: int
     reset: bool  # sequence numbers went backwards: a new epoch started
+    dead_letter_reasons: tuple[tuple[str, int], ...] = ()  # (reason, events) of the parked events
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -213,6 +215,7 @@ class MotherDuckSink:
             watermark=plan.mark.sequence_number,
             epoch=plan.mark.epoch,
             reset=plan.reset,
+            dead_letter_reasons=_reasons(plan.parked),
         )
         return result, plan.mark
 
@@ -386,6 +389,13 @@ def _int(value: object) -> int:
 
 def _opt_int(value: object) -> int | None:
     return None if value is None else _int(value)
+
+
+def _reasons(parked: list[BadEvent]) -> tuple[tuple[str, int], ...]:
+    """(kind, count) of the parked events, by kind (the machine reason: ``invalid_json``, ``oversized``...)."""
+    if not parked:
+        return ()
+    return tuple(sorted(Counter(b.kind for b in parked).items()))
 
 
 def _mask(n: int, bad: list[BadEvent]) -> pa.Array:

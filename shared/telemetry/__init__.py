@@ -1,1 +1,3 @@
-"""OpenTelemetry metrics: the catalog of what StreamDuck emits (a low layer every package may import)."""
+"""OpenTelemetry metrics: ``catalog`` (what StreamDuck emits) and ``metrics`` (recording it) form a low layer
+every package may import; ``azure`` (Application Insights) and ``local`` (the dev host's readers) install where
+the numbers go."""

@@ -372,11 +372,17 @@ def test_chdb_folder_held_by_another_process_is_503_naming_it(loaded: Loaded) ->
     second = start_dashboard(loaded.env, loaded.folder, "second")
     try:
         answer = second.get("/api/recent")
-        assert_unavailable(answer, "clickhouse", f"in use by process {loaded.dashboard.process.pid}")
+        assert_unavailable(
+            answer,
+            "clickhouse",
+            f"in use by `streamduck dashboard --port 0` (pid {loaded.dashboard.process.pid})",
+        )
         assert "CLICKHOUSE_HOST" in answer.json()["error"]
         assert second.get("/api/top").status == 200  # Redis still answers
     finally:
         stop(second.process)
+    log = second.log.read_text(encoding="utf-8", errors="replace")
+    assert "Cannot lock file" not in log and "EmbeddedServer" not in log  # the engine was not even tried
 
 
 @pytest.mark.integration

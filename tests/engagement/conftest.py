@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.engagement.clickhouse import chdb_client
 from shared.settings import load_settings
+from tests.chdb import process_chdb_path
 
 from .support import Env
 
@@ -16,9 +16,7 @@ from .support import Env
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one chDB engine of this test process (chDB allows one per process)."""
-    path = tmp_path_factory.mktemp("chdb")
-    chdb_client(path)
-    return path
+    return process_chdb_path(tmp_path_factory)
 
 
 @pytest.fixture

@@ -144,6 +144,7 @@ def test_real_redis_accepts_the_sign_in_and_the_renewal_of_pooled_connections(re
         stats = admin.info("commandstats").get("cmdstat_auth", {})
         return int(stats.get("calls", 0)), int(stats.get("failed_calls", 0))
 
+    client: redis.Redis | None = None
     try:
         url = f"{redis_url}?client_name=entra-{oid[:8]}"  # a client of its own in the process-wide cache
         client = redis_client(url, entra=True, credential=credential)
@@ -166,5 +167,14 @@ def test_real_redis_accepts_the_sign_in_and_the_renewal_of_pooled_connections(re
         assert client.acl_whoami() == oid
         assert not [e for e in admin.acl_log() if e.get("username") == oid]  # no refused sign-in
     finally:
+        if client is not None:
+            stop_renewals(client)
         admin.acl_deluser(oid)
         admin.close()
+
+
+def stop_renewals(client: redis.Redis) -> None:
+    """Stop the provider's renewal loop before its user goes, so no renewal fails after the test. redis-entraid
+    has no public stop; its token manager's ``stop`` is the one the library itself returns from ``start``."""
+    provider = client.get_connection_kwargs()["credential_provider"]
+    provider._token_mgr.stop()

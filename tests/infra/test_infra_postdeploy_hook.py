@@ -115,7 +115,8 @@ def test_verify_runs_with_the_deployments_settings_and_passes(project: Path) -> 
     run = run_hook(project)
     assert run.returncode == 0, run.stderr
     (call,) = run.calls
-    assert call["args"] == ["verify"]
+    # A new deployment waits for cold starts: five minutes unless STREAMDUCK_VERIFY_ARGS says otherwise.
+    assert call["args"] == ["verify", "--timeout", "300"]
     env = call["env"]
     assert isinstance(env, dict)
     assert env["EVENTHUB_NAMESPACE"] == "evhns-abc.servicebus.windows.net"
@@ -136,9 +137,9 @@ def test_a_miss_fails_the_hook_with_the_verify_exit_code(project: Path) -> None:
 
 def test_extra_arguments_are_passed_through(project: Path) -> None:
     install_streamduck(project)
-    run = run_hook(project, STREAMDUCK_VERIFY_ARGS="--json  --timeout 300")
+    run = run_hook(project, STREAMDUCK_VERIFY_ARGS="--json  --timeout 60")
     assert run.returncode == 0, run.stderr
-    assert run.calls[0]["args"] == ["verify", "--json", "--timeout", "300"]
+    assert run.calls[0]["args"] == ["verify", "--json", "--timeout", "60"]
 
 
 @pytest.mark.parametrize("value", ["false", "False"])

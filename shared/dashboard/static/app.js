@@ -3,6 +3,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 const state = { tick: 0, timer: null, windowsLoaded: false };
+const COLORS = ["#3b82f6", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#06b6d4"];
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -175,8 +176,85 @@ async function loadEventHubs() {
   } catch (error) { showError("eh", error); }
 }
 
+function ago(seconds) {
+  if (seconds < 90) return `${Math.max(0, Math.round(seconds))} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}
+
+// A line chart of [time ms, value] series over [from, to]; a dot marks each bucket with a value.
+function lines(container, series, from, to, unit) {
+  container.replaceChildren();
+  const withPoints = series.filter((s) => s.points.length);
+  if (!withPoints.length) { container.append(el("p", "Nothing in this period yet.", "empty")); return; }
+  const W = 360, H = 150, left = 44, right = 8, top = 8, bottom = 20;
+  const values = withPoints.flatMap((s) => s.points.map((p) => p[1]));
+  const high = Math.max(...values, 0) || 1, low = Math.min(...values, 0);
+  const x = (t) => left + (W - left - right) * (t - from) / Math.max(1, to - from);
+  const y = (v) => top + (H - top - bottom) * (high - v) / Math.max(1e-9, high - low);
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H + 14 * withPoints.length}`, width: "100%", role: "img",
+                             class: "line-chart" });
+  chart.append(svg("line", { x1: left, y1: y(0), x2: W - right, y2: y(0), class: "axis" }));
+  chart.append(svg("line", { x1: left, y1: top, x2: left, y2: H - bottom, class: "axis" }));
+  chart.append(svg("text", { x: left - 4, y: top + 8, "text-anchor": "end" }, fmt.format(high)));
+  chart.append(svg("text", { x: left - 4, y: H - bottom, "text-anchor": "end" }, fmt.format(low)));
+  const clock = (t) => new Date(t).toISOString().slice(11, 19);
+  chart.append(svg("text", { x: left, y: H - 4 }, clock(from)));
+  chart.append(svg("text", { x: W - right, y: H - 4, "text-anchor": "end" }, clock(to) + " UTC"));
+  withPoints.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length];
+    chart.append(svg("polyline", { points: s.points.map((p) => `${x(p[0])},${y(p[1])}`).join(" "),
+                                   stroke: color, class: "series" }));
+    for (const [t, v] of s.points) {
+      if (v === 0) continue;
+      const dot = svg("circle", { cx: x(t), cy: y(v), r: 2.5, fill: color, class: "point" });
+      dot.append(svg("title", {}, `${s.label}\n${clock(t)} UTC: ${fmt.format(v)} ${unit}\n${s.metric}`));
+      chart.append(dot);
+    }
+    chart.append(svg("rect", { x: left, y: H + 4 + 14 * i, width: 10, height: 10, fill: color }));
+    chart.append(svg("text", { x: left + 14, y: H + 12 + 14 * i, class: "legend" }, clip(s.label, 60)));
+  });
+  container.append(chart);
+}
+
+async function loadActivity() {
+  try {
+    const data = await getJSON("/api/activity?minutes=" + encodeURIComponent($("act-minutes").value));
+    const from = Date.parse(data.from), to = data.now_ms;
+    $("act-meta").textContent = `last ${data.minutes} min in ${data.bucket_seconds} s buckets, ` +
+      "counted from the stores' rows by ingestion time (docs/dashboard.md)";
+    lines($("act-ingest"), data.ingest, from, to, "events/s");
+    lines($("act-enrich"), data.enrichment, from, to, "events/s");
+    lines($("act-lag"), data.lag, from, to, "s");
+    const fresh = $("freshness");
+    if (data.freshness) {
+      fresh.textContent = `last event ${ago(data.freshness.seconds_ago)} ago`;
+      fresh.title = `${data.freshness.last} in ${data.freshness.store}`;
+      fresh.classList.toggle("stale", data.freshness.seconds_ago > 300);
+    } else {
+      fresh.textContent = "no events yet";
+    }
+    const problems = Object.entries(data.errors).map(([k, v]) => `${k}: ${v}`);
+    showError("act", problems.length ? problems.join("; ") : null);
+  } catch (error) { showError("act", error); }
+}
+
+async function loadInfo() {
+  try {
+    const data = await getJSON("/api/info");
+    if (!state.windowsLoaded) {
+      const select = $("top-window");
+      select.replaceChildren(...data.windows.map((w) => { const o = el("option", w); o.value = w; return o; }));
+      select.value = String(data.default_window);
+      state.windowsLoaded = true;
+    }
+  } catch (error) { showError("top", error); }
+}
+
 async function refresh(all) {
-  const jobs = [loadTop(), loadByContent(), loadRecent()];
+  if (!state.windowsLoaded) await loadInfo();
+  const jobs = [loadTop(), loadByContent(), loadRecent(), loadActivity()];
   if (all || state.tick % 3 === 0) jobs.push(loadEventHubs());
   state.tick += 1;
   await Promise.allSettled(jobs);
@@ -200,6 +278,7 @@ bindRange("recent-rows", loadRecent);
 bindRange("top-n", loadTop);
 $("top-window").addEventListener("change", loadTop);
 $("bc-minutes").addEventListener("change", loadByContent);
+$("act-minutes").addEventListener("change", loadActivity);
 $("auto").addEventListener("change", schedule);
 $("every").addEventListener("change", schedule);
 $("now").addEventListener("click", () => refresh(true));
