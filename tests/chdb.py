@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.engagement.clickhouse import _CLIENTS, chdb_client
+from shared.engagement.clickhouse.client import _CLIENTS, chdb_client
 
 
 def process_chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

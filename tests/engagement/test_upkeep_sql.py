@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from shared.engagement import clickhouse
-from shared.engagement.clickhouse import Warehouse, check_partition_id, partition_id
+from shared.engagement.clickhouse import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Warehouse,
+    check_partition_id,
+    migrate,
+    partition_id,
+)
+from shared.engagement.clickhouse.schema import partition_dead_letters_by_day, partition_key
+from shared.engagement.clickhouse.upkeep import active_parts
 from shared.errors import TerminalError
 from shared.sqlident import quote_ident
 
@@ -143,9 +151,11 @@ def test_upkeep_optimizes_only_recent_partitions_and_only_tables_with_parts_to_m
         f"PARTITION ID '{partition_id(now_ms)}' FINAL"
     ]
     assert not any("20200101" in c for c in optimizes)  # old partitions are left to background merges
-    with warehouse._lock:
-        assert warehouse._active_parts(dead) == {partition_id(now_ms): 1, "20200101": 2}
-        assert warehouse._active_parts("content") == {"all": 1}
+    assert active_parts(warehouse.client, warehouse.database, dead) == {
+        partition_id(now_ms): 1,
+        "20200101": 2,
+    }
+    assert active_parts(warehouse.client, warehouse.database, "content") == {"all": 1}
     assert warehouse.count_dead_letters() == {"invalid_json": 2}
     content = warehouse.query("SELECT title, version FROM {db}.content FINAL")
     assert content == [("v2", 2)]
@@ -155,26 +165,21 @@ def test_upkeep_optimizes_only_recent_partitions_and_only_tables_with_parts_to_m
     assert warehouse.optimize_recent(days=0, now_ms=now_ms) == []
 
 
-def test_a_schema_1_dead_letter_table_is_partitioned_by_day_with_its_rows(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_schema_1_dead_letter_table_is_partitioned_by_day_with_its_rows(env: Env) -> None:
     client = env.pipeline.warehouse.client
     database = env.settings.clickhouse_database
-    monkeypatch.setattr(clickhouse, "_MIGRATIONS", clickhouse._MIGRATIONS[:1])
     old = Warehouse(client, database=database)
-    old.ensure_schema()  # a database schema 1 made
-    with old._lock:
-        assert old._partition_key(old.dead_letter_table) == ""
+    assert migrate(client, old.tables, MIGRATIONS[:1]) == 1  # a database schema 1 made
+    assert partition_key(client, database, old.dead_letter_table) == ""
     for offset in (1, 2, 3):
         _park(old, offset, parked_at=f"2026-03-0{offset} 12:00:00")
-    monkeypatch.undo()
 
     new = Warehouse(client, database=database)
-    assert new.ensure_schema() == clickhouse.SCHEMA_VERSION == 2
-    with new._lock:
-        assert new._partition_key(new.dead_letter_table) == "toYYYYMMDD(parked_at)"
-        assert new._partition_key(f"{new.dead_letter_table}_v1") is None  # the old table is gone
-        assert new._active_parts(new.dead_letter_table).keys() == {"20260301", "20260302", "20260303"}
+    assert new.ensure_schema() == SCHEMA_VERSION == 2
+    dead = new.dead_letter_table
+    assert partition_key(client, database, dead) == "toYYYYMMDD(parked_at)"
+    assert partition_key(client, database, f"{dead}_v1") is None  # the old table is gone
+    assert active_parts(client, database, dead).keys() == {"20260301", "20260302", "20260303"}
     assert new.count_dead_letters() == {"invalid_json": 3}
     assert new.query("SELECT max(version) FROM {db}.streamduck_schema") == [(2,)]
     Warehouse(client, database=database).ensure_schema()  # applied: nothing more happens
@@ -191,13 +196,13 @@ def test_the_dead_letter_migration_completes_from_an_interrupted_state(env: Env)
     # interrupted after the copy, before the drop: the old table still holds the same rows
     warehouse.client.command(f"CREATE TABLE {db}.{retired} AS {db}.{dead}")
     warehouse.client.command(f"INSERT INTO {db}.{retired} SELECT * FROM {db}.{dead}")
-    with warehouse._lock:
-        clickhouse._partition_dead_letters_by_day(warehouse)  # what a rerun of schema 2 does
-        assert warehouse._partition_key(f"{warehouse.dead_letter_table}_v1") is None
+    partition_dead_letters_by_day(warehouse.client, warehouse.tables)  # what a rerun of schema 2 does
+    assert partition_key(warehouse.client, warehouse.database, f"{warehouse.dead_letter_table}_v1") is None
     assert warehouse.count_dead_letters() == {"invalid_json": 2}  # copied twice, counted once
     # interrupted after the rename: no table under the name, the rows in the old one
     warehouse.client.command(f"RENAME TABLE {db}.{dead} TO {db}.{retired}")
-    with warehouse._lock:
-        clickhouse._partition_dead_letters_by_day(warehouse)
-        assert warehouse._partition_key(warehouse.dead_letter_table) == "toYYYYMMDD(parked_at)"
+    partition_dead_letters_by_day(warehouse.client, warehouse.tables)
+    assert partition_key(warehouse.client, warehouse.database, warehouse.dead_letter_table) == (
+        "toYYYYMMDD(parked_at)"
+    )
     assert warehouse.count_dead_letters() == {"invalid_json": 2}
