@@ -14,6 +14,7 @@ Mappings keep the numbered variables of the earlier StreamDuck CLI::
     MOTHERDUCK_1_TABLE=telemetry_events
     MOTHERDUCK_1_BATCH=1000          # optional
     MOTHERDUCK_1_FORMAT=json         # optional: json | text | binary
+    MOTHERDUCK_1_JSON_LENIENT=false  # optional: json keeps NaN, Infinity, trailing commas
     MOTHERDUCK_1_RETENTION_DAYS=30   # optional
     MOTHERDUCK_1_TOKEN=...           # optional per-mapping token (else MOTHERDUCK_TOKEN)
 """
@@ -67,6 +68,7 @@ MAPPING_VARIABLES: dict[str, tuple[bool, str]] = {
     "MOTHERDUCK_{n}_TABLE": (True, "telemetry_events"),
     "MOTHERDUCK_{n}_BATCH": (False, "1000"),
     "MOTHERDUCK_{n}_FORMAT": (False, "json"),
+    "MOTHERDUCK_{n}_JSON_LENIENT": (False, "false"),
     "MOTHERDUCK_{n}_RETENTION_DAYS": (False, "30"),
     "MOTHERDUCK_{n}_TOKEN": (False, "<MotherDuck access token>"),
 }
@@ -86,6 +88,7 @@ class EventHubMapping(BaseModel):
     table: str
     batch: int = 1000
     body_format: BodyFormat = BodyFormat.JSON
+    json_lenient: bool = False  # json: also keep what DuckDB's parser accepts beyond RFC 8259 (NaN, ...)
     retention_days: int | None = None
     token: SecretStr | None = None
 
@@ -586,6 +589,12 @@ def _parse_mappings(env: Mapping[str, str], problems: dict[str, str]) -> tuple[E
                 f"{fmt_raw!r} is not one of json, text, binary, for example json"
             )
             ok = False
+        lenient_raw = values.get("MOTHERDUCK_{n}_JSON_LENIENT", "").lower()
+        if lenient_raw not in {"", "true", "false", "1", "0"}:
+            problems[f"MOTHERDUCK_{n}_JSON_LENIENT"] = (
+                f"{lenient_raw!r} is not true or false, for example false"
+            )
+            ok = False
         if not ok or batch is None:
             continue
         token = values.get("MOTHERDUCK_{n}_TOKEN")
@@ -599,6 +608,7 @@ def _parse_mappings(env: Mapping[str, str], problems: dict[str, str]) -> tuple[E
                 table=values["MOTHERDUCK_{n}_TABLE"],
                 batch=batch,
                 body_format=BodyFormat(fmt_raw),
+                json_lenient=lenient_raw in {"true", "1"},
                 retention_days=retention,
                 token=SecretStr(token) if token else None,
             )
