@@ -97,7 +97,7 @@ def validate_config(
     * `streamduck validate-config --offline` (settings only)
     * `streamduck validate-config --offline --show-rbac` (roles per resource, `az` commands)
     """
-    from shared.cli.validate import validate
+    from shared.cli.validate import nothing_configured, problem_line, validate
 
     with expected_failures():
         environ = build_environ(env_file)
@@ -114,14 +114,22 @@ def validate_config(
             report["rbac"] = rbac
         print_json(report)
     else:
-        table = Table(title="Configuration", title_justify="left")
-        for column in ("check", "target", "status", "variable to fix", "detail"):
-            table.add_column(column, overflow="fold")
         for c in checks:
-            status = "[green]ok[/]" if c.ok else ("[yellow]warning[/]" if c.warning else "[red]problem[/]")
-            table.add_row(c.check, c.target, status, c.variable, c.detail)
-        out.print(table)
-        out.print(f"{len(problems)} problem(s)" if problems else "[green]configuration OK[/]")
+            if c.ok:
+                out.print(f"ok       {c.check}: {c.target}", markup=False)
+        for c in checks:
+            if not c.ok:
+                label = "[yellow]warning:[/]" if c.warning else "[bold red]error:[/]"
+                err.print(f"{label} {escape(problem_line(c))}")
+        if problems:
+            err.print(f"[bold red]error:[/] {len(problems)} problem(s); fix the variables named above")
+        elif nothing_configured(checks):
+            err.print(
+                "[yellow]warning:[/] nothing is configured: every part runs on its defaults "
+                "(`streamduck init` writes local.settings.json and .env)"
+            )
+        else:
+            out.print("[green]configuration OK[/]")
         if rbac is not None:
             from shared.cli.rbac import render as render_rbac
 
