@@ -26,6 +26,19 @@ class TransientError(StreamDuckError):
         self.cause = cause
 
 
+class UnavailableError(TransientError):
+    """A store could not be reached or used: the message is :func:`describe_unreachable`'s plain sentence."""
+
+    def __init__(self, store: str, target: str, cause: BaseException | str, *, variable: str) -> None:
+        sentence = describe_unreachable(store, target, cause, variable=variable)
+        super().__init__(sentence, store=store, cause=cause if isinstance(cause, BaseException) else None)
+        self.args = (sentence,)
+        self.sentence = sentence
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
 class TerminalError(StreamDuckError):
     """Retrying cannot help."""
 
@@ -135,11 +148,8 @@ def describe_unreachable(store: str, target: str, exc: BaseException | str, *, v
     name, hint = _STORES.get(store, (store, "check {variable}"))
     text = str(exc)
     lowered = text.lower()
-    for patterns, reason, needs_hint in _REASONS:
-        if any(p in lowered for p in patterns):
-            break
-    else:
-        reason, needs_hint = _plain(text) or type(exc).__name__, True
+    found = next(((r, h) for patterns, r, h in _REASONS if any(p in lowered for p in patterns)), None)
+    reason, needs_hint = found if found else (_plain(text) or type(exc).__name__, True)
     advice = hint.format(variable=variable) if needs_hint else f"check {variable}"
     verb = "reach" if needs_hint else "use"
     return f"cannot {verb} {name} at {target} ({variable}): {reason}; try: {advice}"
@@ -152,3 +162,11 @@ def _plain(text: str) -> str:
     if 'str="' in first:
         first = first.split('str="', 1)[1].split('"', 1)[0]
     return first[:200]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user and password (``redis://***@host:6379/0``), fit for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

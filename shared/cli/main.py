@@ -17,7 +17,15 @@ from rich.table import Table
 
 from shared import __version__
 from shared.cli.environment import build_environ, export, settings_from
-from shared.cli.output import EXIT_FAILED, EXIT_USAGE, err, expected_failures, out, print_json
+from shared.cli.output import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    err,
+    expected_failures,
+    out,
+    print_json,
+)
 
 app = typer.Typer(
     name="streamduck",
@@ -340,6 +348,9 @@ def status(
 ) -> None:
     """Per mapping: watermarks and lag per partition, dead letters, last compaction; Kafka lag; leaderboard.
 
+    Exit 4 when a store could not be read (each named on stderr, with the setting to check); the report
+    still shows every other part.
+
     Examples:
 
     * `streamduck status`
@@ -356,6 +367,10 @@ def status(
         print_json(report)
     else:
         render(report)
+    for sentence in report["unavailable"]:
+        err.print(f"[bold red]error:[/] {escape(sentence)}")
+    if report["unavailable"]:
+        raise typer.Exit(EXIT_UNAVAILABLE)
 
 
 class Target(StrEnum):
@@ -488,7 +503,7 @@ def verify(
         Path | None,
         typer.Option(
             "--local-settings",
-            help="Also read the Values of a Functions local.settings.json (between --env-file and the environment).",
+            help="Read the Values of this local.settings.json (over the environment, under --env-file).",
         ),
     ] = None,
     timeout: Annotated[
@@ -515,11 +530,8 @@ def verify(
     * `streamduck verify --local-settings local.settings.json --json --cleanup`
     * `streamduck verify --only kafka --env-file prod.env`
     """
-    import os
-
     from shared.cli.output import EXIT_NOT_ARRIVED
     from shared.verify import Source, run_verify
-    from shared.verify.localsettings import read_local_settings
     from shared.verify.render import failure_line, render
     from shared.verify.steps import Status
 
@@ -527,8 +539,7 @@ def verify(
     for noisy in ("azure", "urllib3", "clickhouse_connect"):  # their retries repeat what the steps report
         logging.getLogger(noisy).setLevel(logging.ERROR)
     with expected_failures():
-        base = {**os.environ, **read_local_settings(local_settings)} if local_settings else None
-        environ = build_environ(env_file, base=base)
+        environ = build_environ(env_file, local_settings=local_settings)
         settings = settings_from(environ)
         report = run_verify(
             settings, timeout=timeout, only=Source(only.value) if only else None, cleanup=cleanup
