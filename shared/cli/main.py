@@ -75,6 +75,101 @@ def version(as_json: JsonOut = False) -> None:
         out.print(f"streamduck {__version__}")
 
 
+class Source(StrEnum):
+    eventhubs = "eventhubs"
+    kafka = "kafka"
+
+
+@app.command()
+def init(
+    source: Annotated[
+        list[Source] | None,
+        typer.Option(
+            "--source", "-s", help="A source to configure (repeatable; default: both).", show_default=False
+        ),
+    ] = None,
+    hub: Annotated[str | None, typer.Option(help="Event Hub of mapping 1 (EVENTHUBNAME_1).")] = None,
+    consumer_group: Annotated[str | None, typer.Option(help="Its consumer group.")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="Event Hubs namespace, <name>.servicebus.windows.net (EVENTHUB_NAMESPACE)."),
+    ] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Database of mapping 1 (MOTHERDUCK_1_DATABASE).")
+    ] = None,
+    schema: Annotated[str | None, typer.Option(help="Schema of mapping 1.")] = None,
+    table: Annotated[str | None, typer.Option(help="Table of mapping 1.")] = None,
+    motherduck_token: Annotated[
+        str | None, typer.Option(help="MotherDuck token (none: a local DuckDB file).", show_default=False)
+    ] = None,
+    kafka_brokers: Annotated[
+        str | None, typer.Option(help="Kafka brokers, host:port (KAFKA_BROKERS).")
+    ] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL (REDIS_URL).")] = None,
+    clickhouse_host: Annotated[
+        str | None, typer.Option(help="ClickHouse host (none: embedded chDB).", show_default=False)
+    ] = None,
+    folder: Annotated[Path, typer.Option("--dir", help="Folder to write the two files in.")] = Path(),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    no_input: Annotated[
+        bool, typer.Option("--no-input", help="Never prompt, even on a terminal (flags and defaults only).")
+    ] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Write `local.settings.json` and `.env` for the chosen sources; both hold the same values.
+
+    On a terminal it asks for every value no flag gave (Enter keeps the default shown); without a terminal,
+    or with `--no-input`, flags and defaults are used. The values are validated before anything is written.
+
+    Examples:
+
+    * `streamduck init` (asks)
+    * `streamduck init --source kafka --kafka-brokers 127.0.0.1:9092 --no-input`
+    * `streamduck init -s eventhubs --hub telemetry --namespace my-ns.servicebus.windows.net --force`
+    """
+    from shared.cli.init import answers, write
+
+    given = {
+        name: value
+        for name, value in (
+            ("EVENTHUBNAME_1", hub),
+            ("EVENTHUBNAME_1_CONSUMER_GROUP", consumer_group),
+            ("EVENTHUB_NAMESPACE", namespace),
+            ("MOTHERDUCK_1_DATABASE", database),
+            ("MOTHERDUCK_1_SCHEMA", schema),
+            ("MOTHERDUCK_1_TABLE", table),
+            ("MOTHERDUCK_TOKEN", motherduck_token),
+            ("KAFKA_BROKERS", kafka_brokers),
+            ("REDIS_URL", redis_url),
+            ("CLICKHOUSE_HOST", clickhouse_host),
+        )
+        if value is not None
+    }
+    interactive = not no_input and sys.stdin.isatty()
+    with expected_failures():
+        if source:
+            sources = [s.value for s in source]
+        elif interactive:
+            chosen = typer.prompt("Sources (eventhubs, kafka or both)", default="both")
+            sources = ["eventhubs", "kafka"] if chosen.strip() == "both" else [chosen.strip()]
+            if any(s not in {"eventhubs", "kafka"} for s in sources):
+                err.print(f"[bold red]error:[/] {escape(chosen)} is not eventhubs, kafka or both")
+                raise typer.Exit(EXIT_USAGE)
+        else:
+            sources = ["eventhubs", "kafka"]
+
+        def ask(question: str, default: str) -> str:
+            return str(typer.prompt(question, default=default, show_default=True))
+
+        written = write(folder, answers(sources, given, ask if interactive else None), force=force)
+    if as_json:
+        print_json(written.as_dict())
+    else:
+        for path in written.files:
+            out.print(f"wrote {path}", markup=False)
+        out.print("next: streamduck validate-config", markup=False)
+
+
 @app.command("validate-config")
 def validate_config(
     env_file: EnvFile = None,
