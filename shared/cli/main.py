@@ -357,6 +357,13 @@ def run(
     metrics_host: Annotated[
         str, typer.Option(help="Address the /metrics endpoint listens on.")
     ] = "127.0.0.1",
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Exit 4 when a source has not connected after this many seconds (0: wait forever).",
+        ),
+    ] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     smart: Annotated[
         bool,
@@ -419,12 +426,17 @@ def run(
                 exit_when_idle=exit_when_idle,
                 start_from=start_from.value,
                 metrics=metrics,
+                connect_timeout=connect_timeout or None,
             )
         finally:
             metrics.shutdown()
     if as_json:
         print_json(summary)
-    else:
+    if summary["unreachable"]:
+        for sentence in summary["unreachable"]:
+            err.print(f"[bold red]error:[/] {escape(sentence)}")
+        raise typer.Exit(EXIT_UNAVAILABLE)
+    if not as_json:
         err.print(
             f"stopped: {summary['events']:,} events in {summary['batches']:,} batches, "
             f"{summary['retries']} retries, {summary['failed_batches']} failed, "
