@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -14,6 +15,7 @@ import typer
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperOption
 
 from shared import __version__
 from shared.cli.environment import build_environ, export, settings_from
@@ -27,11 +29,35 @@ from shared.cli.output import (
     print_json,
 )
 
+
+def _help_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    """The type column of an option's help: nothing for a flag, the metavar when set, ``<text>`` for a list.
+
+    Typer (the range pyproject's ``local`` extra allows) prints ``<bool>`` for flags and ``<list[str]>``
+    for repeatable options; that says nothing a user can act on."""
+    if self.is_flag:
+        return None
+    if self.metavar:
+        return self.metavar
+    label = _typer_help_type(self, ctx)
+    return None if label is None else label.replace("<list[", "<").replace("]>", ">")
+
+
+_typer_help_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _help_type  # type: ignore[method-assign]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamduck {__version__}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="streamduck",
     help="StreamDuck: run the function app's functions locally, check the configuration, simulate traffic.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -57,10 +83,26 @@ def _logging(verbose: bool) -> None:
         fmt = "%(message)s"
     else:
         handler = logging.StreamHandler(sys.stderr)
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=logging.WARNING, format=fmt, handlers=[handler], force=True)
+        fmt = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+    formatter = logging.Formatter(fmt, datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime  # the one timestamp format of every command: ISO 8601 UTC, Z
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("streamduck").setLevel(level)
     logging.getLogger("streamduck.kafka.client").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """StreamDuck: run the function app's functions locally, check the configuration, simulate traffic.
+
+    Shell completion: `streamduck --install-completion` (bash, zsh, fish, PowerShell).
+    """
 
 
 @app.command()
@@ -272,8 +314,14 @@ def check_credentials(
 
     results = check(timeout)
     failed = [r for r in results if not r.ok]
+    hint = (
+        "sign in with `az login` (then run this again), or set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
+        "AZURE_CLIENT_SECRET for a service principal"
+        if failed and all(r.credential is None for r in failed)
+        else None
+    )
     if as_json:
-        print_json({"ok": not failed, "scopes": [r.as_dict() for r in results]})
+        print_json({"ok": not failed, "scopes": [r.as_dict() for r in results], "hint": hint})
     else:
         table = Table(title="Entra ID tokens (DefaultAzureCredential)", title_justify="left")
         for column in ("resource", "scope", "status", "credential / reason"):
@@ -302,6 +350,8 @@ def check_credentials(
             f"[bold red]error:[/] no token for {', '.join(r.resource for r in failed)} "
             f"({len(failed)} of {len(results)} scope(s) failed)"
         )
+        if hint:
+            err.print(f"try: {escape(hint)}")
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -328,7 +378,8 @@ def run(
     ] = False,
     as_json: JsonOut = False,
     function: Annotated[
-        list[str] | None, typer.Option("--function", "-f", help="Run only this function (repeatable).")
+        list[str] | None,
+        typer.Option("--function", "-f", metavar="<name>", help="Run only this function (repeatable)."),
     ] = None,
     batch_size: Annotated[
         int | None,
@@ -684,5 +735,5 @@ def dashboard(
 
 
 def main() -> None:
-    """Console-script entry point (``streamduck``)."""
-    app()
+    """Console-script entry point (``streamduck``); ``python -m shared`` is the same program, same name."""
+    app(prog_name="streamduck")

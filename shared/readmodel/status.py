@@ -15,10 +15,17 @@ part (:func:`mapping_status`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from shared.clock import iso_utc
 from shared.errors import describe_unreachable, redact_url
 from shared.settings import EventHubMapping, Settings
+
+
+def _iso(value: object) -> str | None:
+    """A timestamp from DuckDB in the one format the CLI prints (ISO 8601 UTC, ``Z``)."""
+    return iso_utc(value) if isinstance(value, datetime) else (None if value is None else str(value))
 
 
 def _duck_where(settings: Settings, m: EventHubMapping) -> tuple[str, str, str]:
@@ -95,9 +102,9 @@ def mapping_status(settings: Settings, m: EventHubMapping) -> dict[str, Any]:
                 "partition": str(r[0]),
                 "sequence_number": int(r[1]),
                 "offset": r[2],
-                "enqueued_time": str(r[3]) if r[3] is not None else None,
+                "enqueued_time": _iso(r[3]),
                 "epoch": int(r[4]),
-                "updated_at": str(r[5]),
+                "updated_at": _iso(r[5]),
                 "lag": None,
             }
             for r in rows
@@ -119,8 +126,8 @@ def mapping_status(settings: Settings, m: EventHubMapping) -> dict[str, Any]:
         if last:
             s, f, expired, dl_expired, checkpointed, note = last[0]
             report["last_compaction"] = {
-                "started_at": str(s),
-                "finished_at": str(f),
+                "started_at": _iso(s),
+                "finished_at": _iso(f),
                 "rows_expired": int(expired),
                 "dead_letters_expired": int(dl_expired),
                 "checkpointed": bool(checkpointed),

@@ -19,6 +19,7 @@ COMMANDS = [
     "demo",
     "verify",
     "dashboard",
+    "init",
     "version",
 ]
 
@@ -30,6 +31,24 @@ def test_help_has_examples(name: str, tmp_path: Path) -> None:
     assert "Usage" in result.stdout
     assert "streamduck" in result.stdout.lower()
     assert "example" in result.stdout.lower()
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_fits_80_columns_without_type_noise(name: str, tmp_path: Path) -> None:
+    result = run_cli(name, "--help", env=base_env(tmp_path, COLUMNS="80"), cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert "<bool>" not in result.stdout and "<list[" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_version_option_and_shell_completion(tmp_path: Path) -> None:
+    from shared import __version__
+
+    result = run_cli("--version", env=base_env(tmp_path), cwd=tmp_path)
+    assert (result.code, result.stdout.strip()) == (0, f"streamduck {__version__}")
+    completion = run_cli("--show-completion", "bash", env=base_env(tmp_path, SHELL="/bin/bash"), cwd=tmp_path)
+    assert completion.code == 0, completion.stderr
+    assert "complete -o default -F _streamduck_completion streamduck" in completion.stdout
 
 
 def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
