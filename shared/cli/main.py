@@ -44,7 +44,7 @@ def _help_type(self: TyperOption, ctx: typer.Context) -> str | None:
 
 
 _typer_help_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _help_type  # type: ignore[method-assign]
+TyperOption.display_type_rich = _help_type  # type: ignore[method-assign,assignment]
 
 
 def _print_version(value: bool) -> None:

@@ -296,9 +296,9 @@ def collect(
 ) -> dict[str, Any]:
     mappings = []
     for m in settings.mappings:
-        report = mapping_status(settings, m)
-        eventhub_lag(settings, report, timeout)
-        mappings.append(report)
+        part = mapping_status(settings, m)
+        eventhub_lag(settings, part, timeout)
+        mappings.append(part)
     report: dict[str, Any] = {
         "mappings": mappings,
         "kafka": kafka_status(settings, timeout),

@@ -16,7 +16,10 @@ from tests.support.cli import ROOT, base_env, command, run_cli
 
 
 def values(folder: Path) -> dict[str, str]:
-    return json.loads((folder / "local.settings.json").read_text(encoding="utf-8"))["Values"]
+    document: dict[str, dict[str, str]] = json.loads(
+        (folder / "local.settings.json").read_text(encoding="utf-8")
+    )
+    return document["Values"]
 
 
 def test_flags_write_both_files_with_the_same_values(tmp_path: Path) -> None:
