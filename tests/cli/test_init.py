@@ -1,4 +1,4 @@
-"""init: the two files from flags, and from a prompt session on a real terminal; every command then reads them."""
+"""init: the two files from flags, and from its prompts answered on a real terminal; every command then reads them."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _read_until(fd: int, wanted: str, seen: list[str], timeout: float = 60) -> N
                 return
 
 
-def test_prompt_session_on_a_terminal(tmp_path: Path) -> None:
+def test_prompts_answered_on_a_terminal(tmp_path: Path) -> None:
     main, secondary = pty.openpty()
     process = subprocess.Popen(
         command("init", "--redis-url", "redis://cache:6379/0"),
