@@ -69,3 +69,20 @@ def test_a_reachable_broker_without_the_topic_yet_is_connected(tmp_path: Path, k
         code = stop(process)
     assert code == 0, log.read_text()
     assert "not connected" not in log.read_text()
+
+
+def test_live_view_shows_the_source_that_is_not_connected() -> None:
+    from rich.console import Console
+
+    from shared.devhost.live import render
+    from shared.devhost.stats import HostStats
+
+    stats = HostStats()
+    stats.unreached("engagement_enrich", SENTENCE.format(port=1))
+    console = Console(width=200, record=True)
+    console.print(render(stats))
+    assert "not connected: cannot reach Kafka at 127.0.0.1:1" in console.export_text()
+    stats.connected("engagement_enrich")  # a broker answered: the row goes
+    console = Console(width=200, record=True)
+    console.print(render(stats))
+    assert "not connected" not in console.export_text()
