@@ -14,6 +14,7 @@ Mappings keep the numbered variables of the earlier StreamDuck CLI::
     MOTHERDUCK_1_TABLE=telemetry_events
     MOTHERDUCK_1_BATCH=1000          # optional
     MOTHERDUCK_1_FORMAT=json         # optional: json | text | binary
+    MOTHERDUCK_1_JSON_LENIENT=false  # optional: json keeps NaN, Infinity, trailing commas
     MOTHERDUCK_1_RETENTION_DAYS=30   # optional
     MOTHERDUCK_1_TOKEN=...           # optional per-mapping token (else MOTHERDUCK_TOKEN)
 """
@@ -133,6 +134,8 @@ class EventHubMapping(BaseModel):
     body_format: Annotated[BodyFormat, BeforeValidator(_lowercase)] = Field(
         BodyFormat.JSON, validation_alias="MOTHERDUCK_{n}_FORMAT", examples=["json"]
     )
+    # json: also keep what DuckDB's parser accepts beyond RFC 8259 (NaN, Infinity, trailing commas)
+    json_lenient: bool = Field(False, validation_alias="MOTHERDUCK_{n}_JSON_LENIENT", examples=["false"])
     retention_days: int | None = Field(
         None, ge=1, le=36_500, validation_alias="MOTHERDUCK_{n}_RETENTION_DAYS", examples=["30"]
     )
@@ -578,6 +581,8 @@ def _mapping_problem(err: ErrorDetails, n: int) -> tuple[str, str]:
             reason = f"{value!r} is not a valid {field.description}"
         case "int_parsing":
             reason = f"{value!r} is not an integer"
+        case "bool_parsing":
+            reason = f"{value!r} is not true or false"
         case "greater_than_equal" | "less_than_equal":
             bound = {k: getattr(m, k) for m in field.metadata for k in ("ge", "le") if hasattr(m, k)}
             reason = f"{value} is out of range {bound['ge']}..{bound['le']}"

@@ -70,6 +70,7 @@ BAD_MAPPING = {
     "MOTHERDUCK_{n}_TABLE": ["events; DROP TABLE x", "_StreamDuck_watermarks"],
     "MOTHERDUCK_{n}_BATCH": ["lots", "0", "1000001", "1.5"],
     "MOTHERDUCK_{n}_FORMAT": ["xml"],
+    "MOTHERDUCK_{n}_JSON_LENIENT": ["maybe", "tru"],
     "MOTHERDUCK_{n}_RETENTION_DAYS": ["-3", "36501", "forever"],
 }
 

@@ -77,5 +77,6 @@ azurite_env() {
     az+=";QueueEndpoint=http://$HOST:$AZURITE_QUEUE_PORT/$AZURITE_ACCOUNT"
     az+=";TableEndpoint=http://$HOST:$AZURITE_TABLE_PORT/$AZURITE_ACCOUNT;"
     printf "export STREAMDUCK_TEST_AZURITE_CONNECTION_STRING='%s'\n" "$az"
+    printf "export AzureWebJobsStorage='%s'\n" "$az"
 }
 azurite_clean() { rm -rf "$AZURITE_DIR"; }

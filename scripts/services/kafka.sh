@@ -173,5 +173,8 @@ kafka_wait() {
 kafka_stop() { kill_pidfile kafka "$KAFKA_PID" 40; }
 kafka_status() { pid_alive "$KAFKA_PID" kafka.Kafka && port_open "$KAFKA_PORT"; }
 
-kafka_env() { printf "export STREAMDUCK_TEST_KAFKA_BROKERS='%s:%s'\n" "$HOST" "$KAFKA_PORT"; }
+kafka_env() {
+    printf "export STREAMDUCK_TEST_KAFKA_BROKERS='%s:%s'\n" "$HOST" "$KAFKA_PORT"
+    printf "export KAFKA_BROKERS='%s:%s'\n" "$HOST" "$KAFKA_PORT"
+}
 kafka_clean() { rm -rf "$KAFKA_DATA" "$KAFKA_DIR"/*.log; }

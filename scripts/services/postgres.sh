@@ -158,7 +158,10 @@ pg_status() {
     [[ -f "$PG_BASE/data/PG_VERSION" ]] && pg_ctl_ status >/dev/null 2>&1 && pg_ready
 }
 
-pg_env() { printf "export STREAMDUCK_TEST_PG_DSN='postgresql://app:app@%s:%s/appdb'\n" "$HOST" "$PG_PORT"; }
+pg_env() {
+    printf "export STREAMDUCK_TEST_PG_DSN='postgresql://app:app@%s:%s/appdb'\n" "$HOST" "$PG_PORT"
+    printf "export PG_DSN='postgresql://app:app@%s:%s/appdb'\n" "$HOST" "$PG_PORT"
+}
 
 pg_clean() {
     local target

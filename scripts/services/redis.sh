@@ -47,5 +47,8 @@ redis_wait() {
 redis_stop() { kill_pidfile redis "$REDIS_PID" 15; }
 redis_status() { pid_alive "$REDIS_PID" redis-server && redis_ready; }
 
-redis_env() { printf "export STREAMDUCK_TEST_REDIS_URL='redis://%s:%s/0'\n" "$HOST" "$REDIS_PORT"; }
+redis_env() {
+    printf "export STREAMDUCK_TEST_REDIS_URL='redis://%s:%s/0'\n" "$HOST" "$REDIS_PORT"
+    printf "export REDIS_URL='redis://%s:%s/0'\n" "$HOST" "$REDIS_PORT"
+}
 redis_clean() { rm -rf "$REDIS_DIR"; }

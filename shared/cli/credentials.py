@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.clock import iso_utc
+
 # The data-plane scopes StreamDuck's identity needs a token for.
 SCOPES: tuple[tuple[str, str], ...] = (
     ("Event Hubs", "https://eventhubs.azure.net/.default"),
@@ -110,7 +112,7 @@ def _one(credential: Any, result: ScopeResult) -> None:
     else:
         result.ok = True
         result.credential = _answering_credential(credential) or "not reported by the SDK"
-        result.expires_on = datetime.fromtimestamp(token.expires_on, tz=UTC).isoformat()
+        result.expires_on = iso_utc(datetime.fromtimestamp(token.expires_on, tz=UTC))
         result.identity = _claims(token.token)
     result.seconds = round(time.monotonic() - started, 3)
 

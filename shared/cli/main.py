@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -14,16 +15,49 @@ import typer
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperOption
 
 from shared import __version__
 from shared.cli.environment import build_environ, export, settings_from
-from shared.cli.output import EXIT_FAILED, EXIT_USAGE, err, expected_failures, out, print_json
+from shared.cli.output import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    err,
+    expected_failures,
+    out,
+    print_json,
+)
+
+
+def _help_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    """The type column of an option's help: nothing for a flag, the metavar when set, ``<text>`` for a list.
+
+    Typer (the range pyproject's ``local`` extra allows) prints ``<bool>`` for flags and ``<list[str]>``
+    for repeatable options; that says nothing a user can act on."""
+    if self.is_flag:
+        return None
+    if self.metavar:
+        return self.metavar
+    label = _typer_help_type(self, ctx)
+    return None if label is None else label.replace("<list[", "<").replace("]>", ">")
+
+
+_typer_help_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _help_type  # type: ignore[method-assign,assignment]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamduck {__version__}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="streamduck",
     help="StreamDuck: run the function app's functions locally, check the configuration, simulate traffic.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -49,10 +83,26 @@ def _logging(verbose: bool) -> None:
         fmt = "%(message)s"
     else:
         handler = logging.StreamHandler(sys.stderr)
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=logging.WARNING, format=fmt, handlers=[handler], force=True)
+        fmt = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+    formatter = logging.Formatter(fmt, datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime  # the one timestamp format of every command: ISO 8601 UTC, Z
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("streamduck").setLevel(level)
     logging.getLogger("streamduck.kafka.client").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """StreamDuck: run the function app's functions locally, check the configuration, simulate traffic.
+
+    Shell completion: `streamduck --install-completion` (bash, zsh, fish, PowerShell).
+    """
 
 
 @app.command()
@@ -65,6 +115,101 @@ def version(as_json: JsonOut = False) -> None:
         print_json({"name": "streamduck", "version": __version__, "python": sys.version.split()[0]})
     else:
         out.print(f"streamduck {__version__}")
+
+
+class Source(StrEnum):
+    eventhubs = "eventhubs"
+    kafka = "kafka"
+
+
+@app.command()
+def init(
+    source: Annotated[
+        list[Source] | None,
+        typer.Option(
+            "--source", "-s", help="A source to configure (repeatable; default: both).", show_default=False
+        ),
+    ] = None,
+    hub: Annotated[str | None, typer.Option(help="Event Hub of mapping 1 (EVENTHUBNAME_1).")] = None,
+    consumer_group: Annotated[str | None, typer.Option(help="Its consumer group.")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="Event Hubs namespace, <name>.servicebus.windows.net (EVENTHUB_NAMESPACE)."),
+    ] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Database of mapping 1 (MOTHERDUCK_1_DATABASE).")
+    ] = None,
+    schema: Annotated[str | None, typer.Option(help="Schema of mapping 1.")] = None,
+    table: Annotated[str | None, typer.Option(help="Table of mapping 1.")] = None,
+    motherduck_token: Annotated[
+        str | None, typer.Option(help="MotherDuck token (none: a local DuckDB file).", show_default=False)
+    ] = None,
+    kafka_brokers: Annotated[
+        str | None, typer.Option(help="Kafka brokers, host:port (KAFKA_BROKERS).")
+    ] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL (REDIS_URL).")] = None,
+    clickhouse_host: Annotated[
+        str | None, typer.Option(help="ClickHouse host (none: embedded chDB).", show_default=False)
+    ] = None,
+    folder: Annotated[Path, typer.Option("--dir", help="Folder to write the two files in.")] = Path(),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    no_input: Annotated[
+        bool, typer.Option("--no-input", help="Never prompt, even on a terminal (flags and defaults only).")
+    ] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Write `local.settings.json` and `.env` for the chosen sources; both hold the same values.
+
+    On a terminal it asks for every value no flag gave (Enter keeps the default shown); without a terminal,
+    or with `--no-input`, flags and defaults are used. The values are validated before anything is written.
+
+    Examples:
+
+    * `streamduck init` (asks)
+    * `streamduck init --source kafka --kafka-brokers 127.0.0.1:9092 --no-input`
+    * `streamduck init -s eventhubs --hub telemetry --namespace my-ns.servicebus.windows.net --force`
+    """
+    from shared.cli.init import answers, write
+
+    given = {
+        name: value
+        for name, value in (
+            ("EVENTHUBNAME_1", hub),
+            ("EVENTHUBNAME_1_CONSUMER_GROUP", consumer_group),
+            ("EVENTHUB_NAMESPACE", namespace),
+            ("MOTHERDUCK_1_DATABASE", database),
+            ("MOTHERDUCK_1_SCHEMA", schema),
+            ("MOTHERDUCK_1_TABLE", table),
+            ("MOTHERDUCK_TOKEN", motherduck_token),
+            ("KAFKA_BROKERS", kafka_brokers),
+            ("REDIS_URL", redis_url),
+            ("CLICKHOUSE_HOST", clickhouse_host),
+        )
+        if value is not None
+    }
+    interactive = not no_input and sys.stdin.isatty()
+    with expected_failures():
+        if source:
+            sources = [s.value for s in source]
+        elif interactive:
+            chosen = typer.prompt("Sources (eventhubs, kafka or both)", default="both")
+            sources = ["eventhubs", "kafka"] if chosen.strip() == "both" else [chosen.strip()]
+            if any(s not in {"eventhubs", "kafka"} for s in sources):
+                err.print(f"[bold red]error:[/] {escape(chosen)} is not eventhubs, kafka or both")
+                raise typer.Exit(EXIT_USAGE)
+        else:
+            sources = ["eventhubs", "kafka"]
+
+        def ask(question: str, default: str) -> str:
+            return str(typer.prompt(question, default=default, show_default=True))
+
+        written = write(folder, answers(sources, given, ask if interactive else None), force=force)
+    if as_json:
+        print_json(written.as_dict())
+    else:
+        for path in written.files:
+            out.print(f"wrote {path}", markup=False)
+        out.print("next: streamduck validate-config", markup=False)
 
 
 @app.command("validate-config")
@@ -97,7 +242,7 @@ def validate_config(
     * `streamduck validate-config --offline` (settings only)
     * `streamduck validate-config --offline --show-rbac` (roles per resource, `az` commands)
     """
-    from shared.cli.validate import validate
+    from shared.cli.validate import nothing_configured, problem_line, validate
 
     with expected_failures():
         environ = build_environ(env_file)
@@ -114,14 +259,22 @@ def validate_config(
             report["rbac"] = rbac
         print_json(report)
     else:
-        table = Table(title="Configuration", title_justify="left")
-        for column in ("check", "target", "status", "variable to fix", "detail"):
-            table.add_column(column, overflow="fold")
         for c in checks:
-            status = "[green]ok[/]" if c.ok else ("[yellow]warning[/]" if c.warning else "[red]problem[/]")
-            table.add_row(c.check, c.target, status, c.variable, c.detail)
-        out.print(table)
-        out.print(f"{len(problems)} problem(s)" if problems else "[green]configuration OK[/]")
+            if c.ok:
+                out.print(f"ok       {c.check}: {c.target}", markup=False)
+        for c in checks:
+            if not c.ok:
+                label = "[yellow]warning:[/]" if c.warning else "[bold red]error:[/]"
+                err.print(f"{label} {escape(problem_line(c))}")
+        if problems:
+            err.print(f"[bold red]error:[/] {len(problems)} problem(s); fix the variables named above")
+        elif nothing_configured(checks):
+            err.print(
+                "[yellow]warning:[/] nothing is configured: every part runs on its defaults "
+                "(`streamduck init` writes local.settings.json and .env)"
+            )
+        else:
+            out.print("[green]configuration OK[/]")
         if rbac is not None:
             from shared.cli.rbac import render as render_rbac
 
@@ -161,8 +314,14 @@ def check_credentials(
 
     results = check(timeout)
     failed = [r for r in results if not r.ok]
+    hint = (
+        "sign in with `az login` (then run this again), or set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
+        "AZURE_CLIENT_SECRET for a service principal"
+        if failed and all(r.credential is None for r in failed)
+        else None
+    )
     if as_json:
-        print_json({"ok": not failed, "scopes": [r.as_dict() for r in results]})
+        print_json({"ok": not failed, "scopes": [r.as_dict() for r in results], "hint": hint})
     else:
         table = Table(title="Entra ID tokens (DefaultAzureCredential)", title_justify="left")
         for column in ("resource", "scope", "status", "credential / reason"):
@@ -191,6 +350,8 @@ def check_credentials(
             f"[bold red]error:[/] no token for {', '.join(r.resource for r in failed)} "
             f"({len(failed)} of {len(results)} scope(s) failed)"
         )
+        if hint:
+            err.print(f"try: {escape(hint)}")
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -217,7 +378,8 @@ def run(
     ] = False,
     as_json: JsonOut = False,
     function: Annotated[
-        list[str] | None, typer.Option("--function", "-f", help="Run only this function (repeatable).")
+        list[str] | None,
+        typer.Option("--function", "-f", metavar="<name>", help="Run only this function (repeatable)."),
     ] = None,
     batch_size: Annotated[
         int | None,
@@ -246,6 +408,13 @@ def run(
     metrics_host: Annotated[
         str, typer.Option(help="Address the /metrics endpoint listens on.")
     ] = "127.0.0.1",
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Exit 4 when a source has not connected after this many seconds (0: wait forever).",
+        ),
+    ] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     smart: Annotated[
         bool,
@@ -308,12 +477,17 @@ def run(
                 exit_when_idle=exit_when_idle,
                 start_from=start_from.value,
                 metrics=metrics,
+                connect_timeout=connect_timeout or None,
             )
         finally:
             metrics.shutdown()
     if as_json:
         print_json(summary)
-    else:
+    if summary["unreachable"]:
+        for sentence in summary["unreachable"]:
+            err.print(f"[bold red]error:[/] {escape(sentence)}")
+        raise typer.Exit(EXIT_UNAVAILABLE)
+    if not as_json:
         err.print(
             f"stopped: {summary['events']:,} events in {summary['batches']:,} batches, "
             f"{summary['retries']} retries, {summary['failed_batches']} failed, "
@@ -332,6 +506,9 @@ def status(
 ) -> None:
     """Per mapping: watermarks and lag per partition, dead letters, last compaction; Kafka lag; leaderboard.
 
+    Exit 4 when a store could not be read (each named on stderr, with the setting to check); the report
+    still shows every other part.
+
     Examples:
 
     * `streamduck status`
@@ -348,6 +525,10 @@ def status(
         print_json(report)
     else:
         render(report)
+    for sentence in report["unavailable"]:
+        err.print(f"[bold red]error:[/] {escape(sentence)}")
+    if report["unavailable"]:
+        raise typer.Exit(EXIT_UNAVAILABLE)
 
 
 class Target(StrEnum):
@@ -493,7 +674,7 @@ def verify(
         Path | None,
         typer.Option(
             "--local-settings",
-            help="Also read the Values of a Functions local.settings.json (between --env-file and the environment).",
+            help="Read the Values of this local.settings.json (over the environment, under --env-file).",
         ),
     ] = None,
     timeout: Annotated[
@@ -520,11 +701,8 @@ def verify(
     * `streamduck verify --local-settings local.settings.json --json --cleanup`
     * `streamduck verify --only kafka --env-file prod.env`
     """
-    import os
-
     from shared.cli.output import EXIT_NOT_ARRIVED
     from shared.verify import Source, run_verify
-    from shared.verify.localsettings import read_local_settings
     from shared.verify.render import failure_line, render
     from shared.verify.steps import Status
 
@@ -532,8 +710,7 @@ def verify(
     for noisy in ("azure", "urllib3", "clickhouse_connect"):  # their retries repeat what the steps report
         logging.getLogger(noisy).setLevel(logging.ERROR)
     with expected_failures():
-        base = {**os.environ, **read_local_settings(local_settings)} if local_settings else None
-        environ = build_environ(env_file, base=base)
+        environ = build_environ(env_file, local_settings=local_settings)
         settings = settings_from(environ)
         report = run_verify(
             settings, timeout=timeout, only=Source(only.value) if only else None, cleanup=cleanup
@@ -571,5 +748,5 @@ def dashboard(
 
 
 def main() -> None:
-    """Console-script entry point (``streamduck``)."""
-    app()
+    """Console-script entry point (``streamduck``); ``python -m shared`` is the same program, same name."""
+    app(prog_name="streamduck")

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from shared.errors import ConfigError, StreamDuckError, TransientError
+from shared.errors import ConfigError, StreamDuckError, TransientError, UnavailableError
 
 # Exit codes shared by every command (documented in docs/cli.md).
 EXIT_OK = 0
@@ -61,6 +61,9 @@ def expected_failures() -> Iterator[None]:
         for line in lines:
             err.print(f"  {line}", markup=False)
         raise typer.Exit(EXIT_CONFIG) from None
+    except UnavailableError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     except TransientError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))} (temporary; try again)")
         raise typer.Exit(EXIT_UNAVAILABLE) from None

@@ -84,6 +84,7 @@ def run_host(
     live: bool,
     exit_when_idle: float | None,
     start_from: str,
+    connect_timeout: float | None = 30.0,
     metrics: LocalMetrics | None = None,
 ) -> dict[str, Any]:
     from shared.devhost.live import LiveView
@@ -101,11 +102,22 @@ def run_host(
     emitted = MetricsView(metrics, topics) if metrics is not None else None
     host.start()
     with LiveView(host.stats, err, enabled=live, view=emitted) as view:
-        host.wait(exit_when_idle=exit_when_idle, tick=view.tick)
+        host.wait(exit_when_idle=exit_when_idle, connect_timeout=connect_timeout, tick=view.tick)
     summary = host.stats.summary()
     if emitted is not None:
         summary.update(emitted.summary(summary["partitions"]))
     summary["failures"] = host.failures
+    summary["sources"] = [
+        {
+            "function": p.fn.name,
+            "source": p.fn.source_label,
+            "connected": host.stats.is_connected(p.fn.name),
+            "error": host.unreachable.get(p.fn.name),
+        }
+        for p in runnable
+        if p.fn.kind is not TriggerKind.TIMER
+    ]
+    summary["unreachable"] = sorted(set(host.unreachable.values()))
     if host.failures:
         fail("; ".join(host.failures), EXIT_FAILED)
     return summary

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, describe_unreachable
 from shared.settings import KafkaAuthMode, KafkaProtocol, Settings, load_settings
 
 
@@ -81,7 +81,8 @@ def check_duckdb(settings: Settings, timeout: float) -> list[Check]:
                 con.close()
             checks.append(Check("motherduck", f"md:{m.database}", True))
         except Exception as exc:  # noqa: BLE001 - any driver failure is a reported problem
-            checks.append(Check("motherduck", f"md:{m.database}", False, variable, _first_line(exc)))
+            detail = describe_unreachable("motherduck", f"md:{m.database}", exc, variable=variable)
+            checks.append(Check("motherduck", f"md:{m.database}", False, variable, detail))
     return checks
 
 
@@ -118,7 +119,8 @@ def check_storage(environ: Mapping[str, str], settings: Settings, timeout: float
         variable = (
             "AzureWebJobsStorage" if target.connection_string else "AzureWebJobsStorage__blobServiceUri"
         )
-        return [Check("storage", target.describe(), False, variable, _first_line(exc))]
+        detail = describe_unreachable("storage", target.describe(), exc, variable=variable)
+        return [Check("storage", target.describe(), False, variable, detail)]
 
 
 def check_eventhubs(environ: Mapping[str, str], settings: Settings, timeout: float) -> list[Check]:
@@ -165,8 +167,9 @@ def check_eventhubs(environ: Mapping[str, str], settings: Settings, timeout: flo
                 Check("eventhubs", f"{m.event_hub} ({len(props['partition_ids'])} partitions)", True)
             )
         except Exception as exc:  # noqa: BLE001
-            detail = _first_line(exc)
-            var = f"EVENTHUBNAME_{m.index}" if "not found" in detail.lower() or "404" in detail else variable
+            text = _first_line(exc)
+            var = f"EVENTHUBNAME_{m.index}" if "not found" in text.lower() or "404" in text else variable
+            detail = describe_unreachable("eventhubs", m.event_hub, exc, variable=var)
             checks.append(Check("eventhubs", m.event_hub, False, var, detail))
     return checks
 
@@ -217,7 +220,8 @@ def check_kafka(settings: Settings, timeout: float) -> list[Check]:
         admin = AdminClient({**client_config(settings), "socket.timeout.ms": int(timeout * 1000)})
         metadata = admin.list_topics(timeout=timeout)
     except Exception as exc:  # noqa: BLE001
-        return [Check("kafka", settings.kafka_brokers, False, "KAFKA_BROKERS", _first_line(exc))]
+        detail = describe_unreachable("kafka", settings.kafka_brokers, exc, variable="KAFKA_BROKERS")
+        return [Check("kafka", settings.kafka_brokers, False, "KAFKA_BROKERS", detail)]
     checks.append(Check("kafka", f"{settings.kafka_brokers} ({len(metadata.brokers)} broker(s))", True))
     for variable, topic in (
         ("TOPIC_CONTENT", settings.topic_content),
@@ -254,7 +258,8 @@ def check_redis(settings: Settings, timeout: float) -> list[Check]:
             client.close()
         return [Check("redis", _redact(url), True)]
     except Exception as exc:  # noqa: BLE001
-        return [Check("redis", _redact(url), False, "REDIS_URL", _first_line(exc))]
+        detail = describe_unreachable("redis", _redact(url), exc, variable="REDIS_URL")
+        return [Check("redis", _redact(url), False, "REDIS_URL", detail)]
 
 
 def check_clickhouse(settings: Settings, timeout: float) -> list[Check]:
@@ -292,6 +297,7 @@ def check_clickhouse(settings: Settings, timeout: float) -> list[Check]:
         )
         if isinstance(exc, socket.timeout) or "port" in lowered:
             variable = "CLICKHOUSE_PORT" if "refused" in lowered else variable
+        detail = describe_unreachable("clickhouse", target, exc, variable=variable)
         return [Check("clickhouse", target, False, variable, detail)]
 
 
@@ -305,9 +311,63 @@ def check_functions(environ: Mapping[str, str], app_module: str, app_dir: Path) 
         functions = discover(app, environ)
     except ConfigError as exc:
         return [Check("functions", app_module, False, k, v) for k, v in exc.problems.items()]
+    except ModuleNotFoundError as exc:
+        if exc.name != app_module:
+            return [Check("functions", app_module, False, "", _first_line(exc))]
+        return [
+            Check(
+                "functions",
+                app_module,
+                False,
+                "--app-dir",
+                f"no {app_module}.py in {app_dir.resolve()}: run from the app's folder or pass --app-dir",
+            )
+        ]
     except Exception as exc:  # noqa: BLE001 - an app that cannot be indexed is a reported problem
         return [Check("functions", app_module, False, "", _first_line(exc))]
     return [Check("functions", f"{app_module}: {len(functions)} function(s)", True)]
+
+
+def unconfigured(environ: Mapping[str, str], settings: Settings) -> list[Check]:
+    """Warnings for the parts that run on defaults only. A part is configured when one of its variables is
+    set (in the environment, an env file or local.settings.json); a default alone configures nothing."""
+    warnings: list[Check] = []
+    if not settings.mappings:
+        warnings.append(
+            Check(
+                "settings",
+                "Event Hubs",
+                False,
+                "EVENTHUBNAME_1",
+                "not set: no Event Hubs mapping, so no Event Hubs function is registered; set it with "
+                "EVENTHUBNAME_1_CONSUMER_GROUP, MOTHERDUCK_1_DATABASE, MOTHERDUCK_1_SCHEMA and MOTHERDUCK_1_TABLE "
+                "(streamduck init writes them)",
+                warning=True,
+            )
+        )
+    for variable, part, what in (
+        ("KAFKA_BROKERS", "Kafka", f"the engagement functions use the default {settings.kafka_brokers}"),
+        ("REDIS_URL", "Redis", "the leaderboard uses the default local Redis"),
+    ):
+        if not environ.get(variable):
+            warnings.append(Check("settings", part, False, variable, f"not set: {what}", warning=True))
+    return warnings
+
+
+def problem_line(c: Check) -> str:
+    """A failed check as one line: the plain sentence of a store, else the variable and what is wrong."""
+    if c.detail.startswith("cannot "):
+        return c.detail
+    named = ""
+    if c.variable and (c.check == "settings" or c.variable not in c.detail):
+        named = c.variable + (" " if c.detail.startswith("not set") else ": ")
+    where = "" if c.check == "settings" else f"{c.check} {c.target}: "
+    return f"{where}{named}{c.detail}"
+
+
+def nothing_configured(checks: list[Check]) -> bool:
+    """True when no mapping, no Kafka and no Redis is configured: every part would run on defaults."""
+    return sum(1 for c in checks if c.check == "settings" and c.warning) == 3
 
 
 def validate(
@@ -323,7 +383,10 @@ def validate(
         settings = load_settings(environ)
     except ConfigError as exc:
         return [Check("settings", name, False, name, reason) for name, reason in sorted(exc.problems.items())]
-    checks = [Check("settings", f"{len(settings.mappings)} mapping(s)", True)]
+    checks = [
+        Check("settings", f"{len(settings.mappings)} mapping(s)", True),
+        *unconfigured(environ, settings),
+    ]
     if offline:
         return checks
     jobs: list[Callable[[], list[Check]]] = [

@@ -24,7 +24,7 @@ from typing import Any
 from shared.devhost.functions import HostedFunction
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
-from shared.errors import ConfigError
+from shared.errors import ConfigError, UnavailableError, describe_unreachable
 from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
 from shared.settings import Settings
 
@@ -232,7 +232,7 @@ class EventHubSource:
         )
 
     async def ensure_container(self) -> None:
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import ClientAuthenticationError, ResourceExistsError, ServiceRequestError
         from azure.storage.blob.aio import BlobServiceClient
 
         if self.storage.connection_string:
@@ -242,8 +242,16 @@ class EventHubSource:
 
             service = BlobServiceClient(str(self.storage.account_url), credential=DefaultAzureCredential())
         async with service:
-            with contextlib.suppress(ResourceExistsError):
-                await service.create_container(CHECKPOINT_CONTAINER)
+            try:
+                with contextlib.suppress(ResourceExistsError):
+                    await service.create_container(CHECKPOINT_CONTAINER)
+            except (ServiceRequestError, ClientAuthenticationError) as exc:
+                variable = (
+                    "AzureWebJobsStorage"
+                    if self.storage.connection_string
+                    else "AzureWebJobsStorage__blobServiceUri"
+                )
+                raise UnavailableError("storage", self.storage.describe(), exc, variable=variable) from exc
 
     def client(self, store: Any) -> Any:
         from azure.eventhub.aio import EventHubConsumerClient
@@ -273,6 +281,12 @@ class EventHubSource:
         where = f" partition {context.partition_id}" if context is not None else ""
         log.warning("%s%s: %s", self.fn.name, where, error)
         self.stats.error(f"{self.fn.name}{where}: {error}")
+        if context is None:  # load balancing: the hub or the checkpoint store cannot be used
+            variable = (
+                "EVENTHUB_CONNECTION_STRING" if self.connection.connection_string else "EVENTHUB_NAMESPACE"
+            )
+            sentence = describe_unreachable("eventhubs", self.connection.describe(), error, variable=variable)
+            self.stats.unreached(self.fn.name, sentence)
 
     async def run_async(self) -> None:
         self._lock = asyncio.Lock()

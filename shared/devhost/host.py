@@ -22,7 +22,7 @@ from shared.devhost.functions import HostedFunction, TriggerKind
 from shared.devhost.policy import parse_timespan
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
-from shared.errors import ConfigError
+from shared.errors import ConfigError, UnavailableError
 from shared.settings import Settings
 
 log = logging.getLogger("streamduck.devhost")
@@ -250,6 +250,8 @@ class DevHost:
         self.start_from = start_from
         self.threads: list[threading.Thread] = []
         self.failures: list[str] = []
+        # Function -> why its source never connected (plain sentence), when the host gave up on it.
+        self.unreachable: dict[str, str] = {}
 
     def _runner(self, p: PlannedFunction) -> Callable[[], None]:
         if p.fn.kind is TriggerKind.TIMER:
@@ -290,6 +292,11 @@ class DevHost:
             def guarded(target: Callable[[], None] = target, name: str = p.fn.name) -> None:
                 try:
                     target()
+                except UnavailableError as exc:
+                    log.error("%s: %s", name, exc)
+                    self.stats.unreached(name, str(exc))
+                    self.unreachable[name] = str(exc)
+                    self.stop.set()
                 except Exception as exc:
                     log.exception("%s: source stopped", name)
                     self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
@@ -318,12 +325,27 @@ class DevHost:
         self,
         *,
         exit_when_idle: float | None = None,
+        connect_timeout: float | None = None,
         tick: Callable[[], None] | None = None,
         interval: float = 0.5,
     ) -> None:
+        """Until stopped; or idle (``exit_when_idle``); or a source not connected after ``connect_timeout``
+        seconds: then every such source is in :attr:`unreachable` with its reason."""
+        started = time.monotonic()
+        sources = [p.fn.name for p in self.planned if p.fn.kind is not TriggerKind.TIMER]
         while self.alive() and not self.stop.is_set():
             if tick is not None:
                 tick()
+            if connect_timeout is not None and time.monotonic() - started >= connect_timeout:
+                waiting = self.stats.not_connected(sources)
+                if waiting:
+                    for name, reason in waiting.items():
+                        self.unreachable[name] = (
+                            reason or f"{name}: no connection within {connect_timeout:g} s"
+                        )
+                    log.error("not connected after %gs: %s", connect_timeout, ", ".join(waiting))
+                    break
+                connect_timeout = None  # every source connected once: later outages are retried, not fatal
             if (
                 exit_when_idle is not None
                 and self.stats.ready_count() >= len(self.planned)

@@ -28,7 +28,7 @@ from shared.devhost.functions import HostedFunction
 from shared.devhost.outputs import OutputProducer
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
-from shared.errors import TransientError
+from shared.errors import TransientError, describe_unreachable
 from shared.kafkaconfig import client_config
 from shared.settings import Settings
 
@@ -143,8 +143,16 @@ class KafkaSource:
 
     def consumer_config(self) -> dict[str, Any]:
         conf = client_config(self.settings, self.fn.connection)
+        brokers = str(conf["bootstrap.servers"])
+
+        def on_error(error: Any) -> None:
+            # librdkafka retries by itself; until the source is connected, its last reason is what to show.
+            sentence = describe_unreachable("kafka", brokers, str(error), variable="KAFKA_BROKERS")
+            self.stats.unreached(self.fn.name, sentence)
+
         conf.update(
             {
+                "error_cb": on_error,
                 "group.id": self.fn.consumer_group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
@@ -168,9 +176,12 @@ class KafkaSource:
             self._assigned = []
 
         consumer.subscribe([self.fn.source], on_assign=on_assign, on_revoke=on_revoke)
-        last_lag = 0.0
+        last_lag = last_probe = 0.0
         try:
             while not self.stop.is_set():
+                if not self.stats.is_connected(self.fn.name) and time.monotonic() - last_probe > 1.0:
+                    last_probe = time.monotonic()
+                    self._probe(consumer)
                 raw = consumer.consume(
                     num_messages=self.batching.max_batch_size, timeout=self.batching.max_wait_seconds
                 )
@@ -183,6 +194,18 @@ class KafkaSource:
         finally:
             consumer.close()
             self.outputs.close()
+
+    def _probe(self, consumer: Any) -> None:
+        """Mark the source connected once a broker answers (the topic may not exist yet: that is no outage)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            metadata = consumer.list_topics(timeout=1.0)
+        except KafkaException:
+            return  # error_cb has the reason; asked again in a second
+        self.stats.connected(self.fn.name)
+        if self.fn.source not in metadata.topics:
+            log.warning("%s: topic %s does not exist yet; waiting for it", self.fn.name, self.fn.source)
 
     def _messages(self, raw: list[Any]) -> list[KafkaMessage]:
         from confluent_kafka import KafkaError

@@ -48,7 +48,10 @@ def render(stats: HostStats, view: MetricsView | None = None, title: str = "stre
             "-" if emitted is None else f"{emitted.dead_letters:,}",
             "-" if emitted is None or emitted.lag_seconds is None else f"{emitted.lag_seconds:,.1f}",
         )
-    if not parts:
+    waiting = stats.waiting()
+    for function, reason in waiting.items():
+        table.add_row(function, "-", "", "", "", "", "", f"not connected: {reason}", "", "", "")
+    if not parts and not waiting:
         table.add_row("(waiting for partitions)", "", "", "", "", "", "", "", "", "", "")
     return table
 
@@ -98,6 +101,8 @@ class LiveView:
                 markup=False,
                 highlight=False,
             )
+            for function, reason in self.stats.waiting().items():
+                self.console.print(f"{function}: not connected: {reason}", markup=False, highlight=False)
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:

@@ -48,6 +48,8 @@ class HostStats:
         self.started = time.monotonic()
         self.errors: list[str] = []
         self._ready: set[str] = set()
+        self._unreached: dict[str, str] = {}  # function -> why its source has not connected (plain sentence)
+        self._connected: set[str] = set()
 
     def _get(self, function: str, partition: str) -> PartitionStats:
         key = (function, partition)
@@ -84,6 +86,34 @@ class HostStats:
         """``function``'s source is connected and knows its partitions (before that, idle is not drained)."""
         with self._lock:
             self._ready.add(function)
+            self._connected.add(function)
+            self._unreached.pop(function, None)
+
+    def connected(self, function: str) -> None:
+        """``function``'s source reached its service (its partitions may not be known yet)."""
+        with self._lock:
+            self._connected.add(function)
+            self._unreached.pop(function, None)
+
+    def unreached(self, function: str, sentence: str) -> None:
+        """``function``'s source failed to connect, for ``sentence``'s reason (ignored once it is connected)."""
+        with self._lock:
+            if function not in self._connected:
+                self._unreached[function] = sentence
+
+    def is_connected(self, function: str) -> bool:
+        with self._lock:
+            return function in self._connected
+
+    def waiting(self) -> dict[str, str]:
+        """Sources that failed to connect so far and have not connected since, with the reason."""
+        with self._lock:
+            return dict(self._unreached)
+
+    def not_connected(self, functions: list[str]) -> dict[str, str | None]:
+        """Of ``functions``, those whose source has not connected yet, with the last reason known (or None)."""
+        with self._lock:
+            return {f: self._unreached.get(f) for f in functions if f not in self._connected}
 
     def ready_count(self) -> int:
         with self._lock:

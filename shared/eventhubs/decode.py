@@ -7,7 +7,6 @@ contains a bad event, to find which one and why.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -269,6 +268,8 @@ def decode_batch(
             bad = _find_bad(bodies, mapping.body_format, max_event_bytes)
     if oversized and not bad:
         bad = _find_bad(bodies, mapping.body_format, max_event_bytes)
+    if mapping.body_format is BodyFormat.JSON and not mapping.json_lenient:
+        bad = _strict_json(bodies, bad)
 
     system, enqueued = _system_properties(metadata.system, n)
     if enqueued is None:
@@ -287,10 +288,40 @@ def decode_batch(
     return DecodedBatch(partition=partition, table=table, raw=raw, bad=tuple(bad))
 
 
+_strict_batch = msgspec.json.Decoder(list[msgspec.Raw])
+_strict_one = msgspec.json.Decoder(msgspec.Raw)
+
+
+def _strict_json(bodies: Sequence[bytes], bad: list[BadEvent]) -> list[BadEvent]:
+    """``bad`` plus every body RFC 8259 rejects (``NaN``, ``Infinity``, trailing commas...) as ``invalid_json``.
+
+    DuckDB's JSON parser accepts these, so the column alone cannot tell. The batch is checked in one call: the
+    bodies joined as one JSON array, parsed (not built) by msgspec's strict parser; the array must hold one
+    value per body. Only a batch that fails is checked body by body, to find which and why.
+    """
+    known = {b.index for b in bad}
+    good = [b for i, b in enumerate(bodies) if i not in known] if known else bodies
+    if not good:
+        return bad
+    try:
+        if len(_strict_batch.decode(b"[" + b",".join(good) + b"]")) == len(good):
+            return bad
+    except msgspec.DecodeError:
+        pass
+    found = list(bad)
+    for i, body in enumerate(bodies):
+        if i not in known:
+            try:
+                _strict_one.decode(body)
+            except msgspec.DecodeError as exc:
+                found.append(BadEvent(i, "invalid_json", f"invalid JSON (RFC 8259): {exc}"))
+    return sorted(found, key=lambda b: b.index)
+
+
 def json_error_reason(body: bytes) -> str:
     """Human-readable reason a body is not valid JSON (computed only for the few rejected events)."""
     try:
-        json.loads(body)
-    except ValueError as exc:
+        _strict_one.decode(body)
+    except msgspec.DecodeError as exc:
         return f"invalid JSON: {exc}"
     return "invalid JSON: rejected by DuckDB's JSON parser"

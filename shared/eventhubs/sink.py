@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from shared.clock import Clock, utc_now
 from shared.duck import tables
 from shared.duck.connection import DuckConnections, fetch_one
-from shared.errors import StreamDuckError
+from shared.errors import StreamDuckError, TransientError
 from shared.eventhubs.decode import BadEvent, DecodedBatch, json_error_reason
 from shared.settings import BodyFormat, EventHubMapping
 
@@ -290,7 +290,7 @@ class MotherDuckSink:
         ]
         if insert:
             # First batch of the partition. Two first deliveries racing both insert: the primary key makes
-            # the later commit fail (transient), and its retry finds the row.
+            # the later insert or commit fail (transient either way), and its retry finds the row.
             sql = (
                 f"INSERT INTO {wm_table} (namespace, event_hub, consumer_group, partition_id, target_table, "
                 "sequence_number, event_offset, enqueued_time, epoch, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -309,7 +309,19 @@ class MotherDuckSink:
                 params += [expect.sequence_number, expect.epoch]
         if begin:
             sql = "BEGIN TRANSACTION; " + sql
-        row = fetch_one(cur, sql, params)
+        try:
+            row = fetch_one(cur, sql, params)
+        except duckdb.ConstraintException as exc:
+            if not insert:
+                raise
+            # Another first delivery of the partition committed its row after this one read none: a harmless
+            # race. The retry reads that row and skips what it applied.
+            raise TransientError(
+                f"another delivery of {key[1]} partition {key[3]} wrote its first watermark meanwhile; "
+                "the retry reads it",
+                store="duckdb",
+                cause=exc,
+            ) from exc
         return 0 if row is None else _int(row[0])
 
     def _write(

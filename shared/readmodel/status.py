@@ -15,14 +15,28 @@ part (:func:`mapping_status`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from shared.clock import iso_utc
+from shared.errors import describe_unreachable, redact_url
 from shared.settings import EventHubMapping, Settings
 
 
-def _error(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+def _iso(value: object) -> str | None:
+    """A timestamp from DuckDB in the one format the CLI prints (ISO 8601 UTC, ``Z``)."""
+    return iso_utc(value) if isinstance(value, datetime) else (None if value is None else str(value))
+
+
+def _duck_where(settings: Settings, m: EventHubMapping) -> tuple[str, str, str]:
+    """(store, target, variable) of a mapping's database, for :func:`describe_unreachable`."""
+    if settings.token_for(m) is not None:
+        return (
+            "motherduck",
+            f"md:{m.database}",
+            f"MOTHERDUCK_{m.index}_TOKEN" if m.token else "MOTHERDUCK_TOKEN",
+        )
+    return "duckdb", str(settings.data_dir / f"{m.database}.duckdb"), "STREAMDUCK_DATA_DIR"
 
 
 def _duck(settings: Settings, m: EventHubMapping) -> Any:
@@ -58,11 +72,11 @@ def mapping_status(settings: Settings, m: EventHubMapping) -> dict[str, Any]:
     try:
         con = _duck(settings, m)
     except Exception as exc:  # noqa: BLE001 - reported per mapping
-        message = _error(exc)
-        if "lock" in message.lower():
-            message = (
-                "the DuckDB file is in use by another process (a running dev host?); stop it to read status"
-            )
+        message = describe_unreachable(
+            *_duck_where(settings, m)[:2], exc, variable=_duck_where(settings, m)[2]
+        )
+        if "lock" in str(exc).lower():
+            message += " (a running dev host holds it; stop it to read status)"
         report["error"] = message
         return report
     if con is None:
@@ -88,9 +102,9 @@ def mapping_status(settings: Settings, m: EventHubMapping) -> dict[str, Any]:
                 "partition": str(r[0]),
                 "sequence_number": int(r[1]),
                 "offset": r[2],
-                "enqueued_time": str(r[3]) if r[3] is not None else None,
+                "enqueued_time": _iso(r[3]),
                 "epoch": int(r[4]),
-                "updated_at": str(r[5]),
+                "updated_at": _iso(r[5]),
                 "lag": None,
             }
             for r in rows
@@ -112,15 +126,16 @@ def mapping_status(settings: Settings, m: EventHubMapping) -> dict[str, Any]:
         if last:
             s, f, expired, dl_expired, checkpointed, note = last[0]
             report["last_compaction"] = {
-                "started_at": str(s),
-                "finished_at": str(f),
+                "started_at": _iso(s),
+                "finished_at": _iso(f),
                 "rows_expired": int(expired),
                 "dead_letters_expired": int(dl_expired),
                 "checkpointed": bool(checkpointed),
                 "note": note,
             }
     except Exception as exc:  # noqa: BLE001
-        report["error"] = _error(exc)
+        store, where, variable = _duck_where(settings, m)
+        report["error"] = describe_unreachable(store, where, exc, variable=variable)
     finally:
         con.close()
     return report
@@ -163,7 +178,10 @@ def eventhub_lag(settings: Settings, report: dict[str, Any], timeout: float) -> 
                 applied = entry["sequence_number"] if entry["sequence_number"] is not None else -1
                 entry["lag"] = max(0, last - applied) if not props.get("is_empty") else 0
     except Exception as exc:  # noqa: BLE001
-        report["lag_error"] = _error(exc)
+        variable = (
+            "EVENTHUB_CONNECTION_STRING" if settings.eventhub_connection_string else "EVENTHUB_NAMESPACE"
+        )
+        report["lag_error"] = describe_unreachable("eventhubs", report["event_hub"], exc, variable=variable)
 
 
 def kafka_status(settings: Settings, timeout: float) -> dict[str, Any]:
@@ -181,7 +199,7 @@ def kafka_status(settings: Settings, timeout: float) -> dict[str, Any]:
             }
         )
     except Exception as exc:  # noqa: BLE001
-        report["error"] = _error(exc)
+        report["error"] = describe_unreachable("kafka", settings.kafka_brokers, exc, variable="KAFKA_BROKERS")
         return report
     try:
         metadata = consumer.list_topics(timeout=timeout)
@@ -202,7 +220,7 @@ def kafka_status(settings: Settings, timeout: float) -> dict[str, Any]:
                     {"partition": tp.partition, "committed": position, "high_watermark": high, "lag": lag}
                 )
     except Exception as exc:  # noqa: BLE001
-        report["error"] = _error(exc)
+        report["error"] = describe_unreachable("kafka", settings.kafka_brokers, exc, variable="KAFKA_BROKERS")
     finally:
         consumer.close()
     return report
@@ -239,7 +257,8 @@ def engagement_dead_letters(settings: Settings) -> dict[str, Any]:
         result["by_kind"] = warehouse.count_dead_letters()
         result["total"] = sum(result["by_kind"].values())
     except Exception as exc:  # noqa: BLE001 - reported in the status, which goes on with the other stores
-        result["error"] = _error(exc)
+        variable = "CLICKHOUSE_HOST" if settings.clickhouse_host else "CLICKHOUSE_CHDB_PATH"
+        result["error"] = describe_unreachable("clickhouse", where, exc, variable=variable)
     return result
 
 
@@ -267,7 +286,8 @@ def leaderboard(settings: Settings, *, top: int, window: int) -> dict[str, Any]:
             for e in entries
         ]
     except Exception as exc:  # noqa: BLE001
-        result["error"] = _error(exc)
+        target = redact_url(settings.redis_url.get_secret_value())
+        result["error"] = describe_unreachable("redis", target, exc, variable="REDIS_URL")
     return result
 
 
@@ -276,12 +296,21 @@ def collect(
 ) -> dict[str, Any]:
     mappings = []
     for m in settings.mappings:
-        report = mapping_status(settings, m)
-        eventhub_lag(settings, report, timeout)
-        mappings.append(report)
-    return {
+        part = mapping_status(settings, m)
+        eventhub_lag(settings, part, timeout)
+        mappings.append(part)
+    report: dict[str, Any] = {
         "mappings": mappings,
         "kafka": kafka_status(settings, timeout),
         "engagement_dead_letters": engagement_dead_letters(settings),
         "leaderboard": leaderboard(settings, top=top, window=window),
     }
+    # The stores that failed (their plain sentences); "no data yet" is not a failure.
+    parts = [*mappings, report["kafka"], report["engagement_dead_letters"], report["leaderboard"]]
+    report["unavailable"] = [
+        text
+        for part in parts
+        for text in (part.get("error"), part.get("lag_error"))
+        if isinstance(text, str) and text.startswith("cannot ")
+    ]
+    return report

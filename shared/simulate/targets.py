@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import ConfigError, TerminalError, TransientError
+from shared.errors import ConfigError, TerminalError, TransientError, UnavailableError, redact_url
 from shared.settings import Settings
 from shared.simulate.model import Content, Engagement, debezium_content, debezium_engagement
 
@@ -60,7 +60,7 @@ class PostgresTarget:
             # autocommit: each transaction() block below is its own commit (no enclosing implicit transaction)
             self.conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
         except psycopg.Error as exc:
-            raise ConfigError({"PG_DSN": f"cannot connect: {str(exc).strip().splitlines()[0]}"}) from exc
+            raise UnavailableError("postgres", _dsn_host(dsn), exc, variable="PG_DSN") from exc
         with self.conn.transaction():
             self.conn.execute(SCHEMA_SQL)
 
@@ -154,7 +154,7 @@ class KafkaTarget:
         try:
             existing = admin.list_topics(timeout=10).topics
         except KafkaException as exc:
-            raise ConfigError({"KAFKA_BROKERS": f"cannot reach {settings.kafka_brokers}: {exc}"}) from exc
+            raise UnavailableError("kafka", settings.kafka_brokers, exc, variable="KAFKA_BROKERS") from exc
         # The enriched output topic too: the pipeline's output binding needs it before the first batch.
         wanted = (self.topic_content, self.topic_engage, settings.topic_out)
         create_topics(admin, [t for t in wanted if t not in existing], partitions=partitions)
@@ -296,3 +296,8 @@ def eventhub_errors(hub: str) -> Iterator[None]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _dsn_host(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    return redact_url(dsn)

@@ -19,6 +19,7 @@ COMMANDS = [
     "demo",
     "verify",
     "dashboard",
+    "init",
     "version",
 ]
 
@@ -30,6 +31,24 @@ def test_help_has_examples(name: str, tmp_path: Path) -> None:
     assert "Usage" in result.stdout
     assert "streamduck" in result.stdout.lower()
     assert "example" in result.stdout.lower()
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_fits_80_columns_without_type_noise(name: str, tmp_path: Path) -> None:
+    result = run_cli(name, "--help", env=base_env(tmp_path, COLUMNS="80"), cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert "<bool>" not in result.stdout and "<list[" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_version_option_and_shell_completion(tmp_path: Path) -> None:
+    from shared import __version__
+
+    result = run_cli("--version", env=base_env(tmp_path), cwd=tmp_path)
+    assert (result.code, result.stdout.strip()) == (0, f"streamduck {__version__}")
+    completion = run_cli("--show-completion", "bash", env=base_env(tmp_path, SHELL="/bin/bash"), cwd=tmp_path)
+    assert completion.code == 0, completion.stderr
+    assert "complete -o default -F _streamduck_completion streamduck" in completion.stdout
 
 
 def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
@@ -203,3 +222,13 @@ def test_dry_run_shows_the_mapping_batch_and_the_functions_host_batch(tmp_path: 
         "--batch-size",
         host_batch,
     )
+
+
+def test_simulate_without_its_broker_exits_4_in_plain_words(tmp_path: Path) -> None:
+    env = base_env(tmp_path, KAFKA_BROKERS="127.0.0.1:1", COLUMNS="80")
+    result = run_cli("simulate", "--count", "5", "--rate", "0", env=env, cwd=tmp_path, timeout=60)
+    assert result.code == 4
+    assert result.stderr.splitlines() == [
+        "error: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BROKERS): no answer (connection refused or closed); "
+        "try: start a broker there (bash scripts/services.sh start kafka) or set KAFKA_BROKERS"
+    ]

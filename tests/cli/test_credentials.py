@@ -43,8 +43,10 @@ def test_no_credential_fails_every_scope_with_reasons(tmp_path: Path) -> None:
     assert result.code == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: no token for Event Hubs, Storage, Redis")
+    assert "try: sign in with `az login`" in result.stderr.splitlines()[1]
     report = result.json()
     assert report["ok"] is False
+    assert report["hint"].startswith("sign in with `az login`")
     assert [s["scope"] for s in report["scopes"]] == [scope for _, scope in SCOPES]
     assert [s["scope"] for s in report["scopes"]] == [
         "https://eventhubs.azure.net/.default",

@@ -70,7 +70,7 @@ def test_status_counts_engagement_dead_letters_and_shows_last_compaction(tmp_pat
     assert setup.returncode == 0, setup.stderr[-3000:]
 
     result = run_cli("status", "--json", "--timeout", "2", env=env, cwd=tmp_path)
-    assert result.code == 0, result.stderr
+    assert result.code == 4, result.stderr  # Kafka and Redis are unreachable on purpose
     report = result.json()
     dead = report["engagement_dead_letters"]
     assert dead["error"] is None
@@ -84,7 +84,7 @@ def test_status_counts_engagement_dead_letters_and_shows_last_compaction(tmp_pat
     assert compaction["checkpointed"] is True
 
     table = run_cli("status", "--timeout", "2", env=env, cwd=tmp_path)
-    assert table.code == 0, table.stderr
+    assert table.code == 4, table.stderr
     assert "invalid_json: 3, unknown_event_type: 1" in table.stdout
     assert f"last compaction: {compaction['finished_at']}" in table.stdout
 
@@ -92,8 +92,32 @@ def test_status_counts_engagement_dead_letters_and_shows_last_compaction(tmp_pat
 def test_status_without_engagement_data_creates_nothing(tmp_path: Path) -> None:
     env = status_env(tmp_path)
     result = run_cli("status", "--json", "--timeout", "2", env=env, cwd=tmp_path)
-    assert result.code == 0, result.stderr
+    assert result.code == 4, result.stderr  # Kafka and Redis are unreachable; no data yet is no failure
+    assert len(result.json()["unavailable"]) == 2
     dead = result.json()["engagement_dead_letters"]
     assert dead["error"] == "no data yet (the chDB folder does not exist)"
     assert dead["total"] is None
     assert not (tmp_path / "chdb").exists()  # status is read-only
+
+
+def test_unreachable_stores_are_named_in_plain_words_and_exit_4(tmp_path: Path) -> None:
+    env = {**status_env(tmp_path), "COLUMNS": "80"}
+    result = run_cli("status", "--timeout", "2", env=env, cwd=tmp_path)
+    assert result.code == 4
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BROKERS): no answer (connection refused or closed); "
+        "try: start a broker there (bash scripts/services.sh start kafka) or set KAFKA_BROKERS",
+        "error: cannot reach Redis at redis://127.0.0.1:1/0 (REDIS_URL): connection refused (nothing listens "
+        "there); try: start Redis there (bash scripts/services.sh start redis) or set REDIS_URL",
+    ]
+    assert "KafkaException" not in result.stdout + result.stderr
+
+
+def test_status_with_every_store_reachable_exits_0(
+    tmp_path: Path, redis_url: str, kafka_brokers: str
+) -> None:
+    env = base_env(tmp_path, REDIS_URL=redis_url, KAFKA_BROKERS=kafka_brokers, COLUMNS="80")
+    result = run_cli("status", "--timeout", "5", env=env, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""

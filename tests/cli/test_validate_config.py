@@ -187,14 +187,61 @@ def test_storage_reachable_hub_not(
     assert set(problems(report)) == {"EVENTHUB_CONNECTION_STRING"}
 
 
-def test_table_output_without_a_terminal(tmp_path: Path, healthy: dict[str, str]) -> None:
+def test_problems_are_error_lines_on_stderr_without_a_terminal(
+    tmp_path: Path, healthy: dict[str, str]
+) -> None:
     result = run_cli(
         "validate-config",
         "--app-dir",
         str(ROOT),
-        env=base_env(tmp_path, **healthy, KAFKA_PROTOCOL="TLS"),
+        env=base_env(tmp_path, **healthy, KAFKA_PROTOCOL="TLS", COLUMNS="80"),
         cwd=tmp_path,
     )
     assert result.code == 1
-    assert "KAFKA_PROTOCOL" in result.stdout
-    assert "problem" in result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: KAFKA_PROTOCOL: Input should be 'NOTSET'"), result.stderr
+    assert lines[-1] == "error: 1 problem(s); fix the variables named above"
+    assert "KAFKA_PROTOCOL" not in result.stdout and "problem" not in result.stdout
+
+
+def test_unreachable_kafka_and_redis_say_where_which_setting_and_what_to_try(tmp_path: Path) -> None:
+    port = closed_port()
+    result = run_cli(
+        "validate-config",
+        "--timeout",
+        "2",
+        "--app-dir",
+        str(ROOT),
+        env=base_env(
+            tmp_path, KAFKA_BROKERS=f"127.0.0.1:{port}", REDIS_URL=f"redis://127.0.0.1:{port}/0", COLUMNS="80"
+        ),
+        cwd=tmp_path,
+    )
+    assert result.code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: cannot reach")]
+    assert errors == [
+        f"error: cannot reach Kafka at 127.0.0.1:{port} (KAFKA_BROKERS): no answer (connection refused or "
+        "closed); try: start a broker there (bash scripts/services.sh start kafka) or set KAFKA_BROKERS",
+        f"error: cannot reach Redis at redis://127.0.0.1:{port}/0 (REDIS_URL): connection refused (nothing "
+        "listens there); try: start Redis there (bash scripts/services.sh start redis) or set REDIS_URL",
+    ]
+    assert "KafkaError" not in result.stderr and "_TRANSPORT" not in result.stderr
+
+
+def test_offline_with_nothing_configured_says_so(tmp_path: Path) -> None:
+    result = run_cli("validate-config", "--offline", env=base_env(tmp_path, COLUMNS="80"), cwd=tmp_path)
+    assert result.code == 0
+    assert "configuration OK" not in result.stdout
+    warnings = [line.split(" ", 2)[1] for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["EVENTHUBNAME_1", "KAFKA_BROKERS", "REDIS_URL", "nothing"]
+    assert "streamduck init" in result.stderr
+    configured = run_cli(
+        "validate-config",
+        "--offline",
+        env=base_env(
+            tmp_path, **MAPPING, KAFKA_BROKERS="127.0.0.1:9092", REDIS_URL="redis://127.0.0.1:6379/0"
+        ),
+        cwd=tmp_path,
+    )
+    assert configured.code == 0 and configured.stderr == ""
+    assert "configuration OK" in configured.stdout
