@@ -12,9 +12,10 @@ pipeline's own.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NamedTuple, get_args, get_type_hints
+from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin, get_type_hints
 
 import msgspec
 import pyarrow as pa
@@ -96,12 +97,21 @@ def _fields() -> tuple[Field, ...]:
         python = get_args(hints[name])[0]
         wire = specs[0].wire if specs[0].wire is not None else python
         optional = type(None) in get_args(python)
+        if specs[0].kind is Kind.LABEL and not _plain_literal(wire):
+            raise TypeError(f"EngagementRow.{name}: a label is decoded as a Literal of plain words")
         fields.append(Field(name, specs[0].arrow, specs[0].kind, wire, optional))
     if [f.name for f in fields if f.kind is Kind.TIMESTAMP] != [EVENT_TS]:
         raise TypeError(f"EngagementRow has one timestamp field, {EVENT_TS}")
     return tuple(fields)
 
 
+def _plain_literal(wire: Any) -> bool:
+    """Whether ``wire`` is a ``Literal`` of words that JSON writes as they are (so never escaped)."""
+    values = get_args(wire)
+    return get_origin(wire) is Literal and all(isinstance(v, str) and _PLAIN_WORD(v) for v in values)
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_.:-]+").fullmatch
 EVENT_TS = "event_ts"
 FIELDS: tuple[Field, ...] = _fields()
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)

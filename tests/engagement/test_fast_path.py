@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from hypothesis import given, settings
@@ -16,7 +16,16 @@ from shared.engagement.decode_columns import decode_clean, decode_engagements
 from shared.engagement.decode_rows import decode_engagement, decode_engagement_rows
 from shared.engagement.enrich_columns import EnrichedRows
 from shared.engagement.enrich_rows import EnrichedBatch
-from shared.engagement.records import EVENT_TYPES, FIELD_NAMES, ContentInfo, DecodedEngagements, EngagementRow
+from shared.engagement.records import (
+    EVENT_TYPES,
+    FIELD_NAMES,
+    FIELDS,
+    ContentInfo,
+    DecodedEngagements,
+    EngagementRow,
+    Field,
+    Kind,
+)
 from shared.engagement.timestamps import iso_ms
 from shared.errors import BadInputError
 
@@ -277,8 +286,27 @@ _EVENT_TS = st.one_of(
         ["1969-12-31T23:59:59.999Z", "yesterday", "", "2026-03-01T23:58:00.123z", None, _MISSING]
     ),
 )
+
+
+def _good(field: Field) -> st.SearchStrategy[Any]:
+    """Good values of a record field by its kind (a field with no strategy of its own below)."""
+    good: st.SearchStrategy[Any] = {
+        Kind.NUMBER: st.integers(0, 2**31 - 1),
+        Kind.UUID: st.sampled_from(_POOL),
+        Kind.LABEL: st.sampled_from(get_args(field.wire) or ("",)),
+        Kind.TEXT: st.text(max_size=8),
+    }[field.kind]
+    return st.one_of(good, st.sampled_from([None, _MISSING])) if field.optional else good
+
+
+def _any(field: Field) -> st.SearchStrategy[Any]:
+    """Good values of a record field by its kind and bad ones of every kind."""
+    return st.one_of(_good(field), st.sampled_from(["?", 5, 1.5, -1, None, _MISSING, [], {}]))
+
+
 # Every field of the record, good values and bad ones of every kind.
 _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    **{f.name: _any(f) for f in FIELDS},
     "id": st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from(["7", 1.5, None, _MISSING])),
     "content_id": _uuid_forms(_POOL),
     "user_id": _uuid_forms([UID, _POOL[0]]),
@@ -296,6 +324,7 @@ _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
 }
 # The same fields with good values only: such batches go through the column path.
 _CLEAN_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    **{f.name: _good(f) for f in FIELDS},
     "id": st.integers(-(2**63), 2**63 - 1),
     "content_id": st.sampled_from(_POOL),
     "user_id": st.sampled_from([UID, None, _MISSING]),
