@@ -7,19 +7,17 @@ same rows and the same dead letters.
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Any, cast
 
 import msgspec
 
 from shared.engagement.batch import TriggerBatch
 from shared.engagement.debezium import ENGAGEMENT_DECODER, OPS, all_canonical_uuids, not_deleted
-from shared.engagement.decode_rows import UUID_FIELDS, decode_engagement_rows
-from shared.engagement.records import EVENT_TS, FIELD_NAMES, DecodedEngagements, EngagementColumns
+from shared.engagement.decode_rows import UUID_FIELDS, decode_engagement_rows, field_columns
+from shared.engagement.records import EVENT_TS, DecodedEngagements, EngagementColumns
 from shared.engagement.timestamps import MAX_TS_MS, MILLIS, SECOND_MS, iso_ms, iso_timestamp_ms
 
 _FAST_OPS = frozenset(OPS)
-_GETTERS: tuple[tuple[str, Any], ...] = tuple((name, attrgetter(name)) for name in FIELD_NAMES)
 
 
 def decode_engagements(batch: TriggerBatch) -> DecodedEngagements:
@@ -57,7 +55,7 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
     ops = [s.op for s in structs]
     if not _FAST_OPS.issuperset(ops):
         return None
-    fields: dict[str, list[Any]] = {name: list(map(getter, structs)) for name, getter in _GETTERS}
+    fields: dict[str, list[Any]] = field_columns(structs)
     texts = fields[EVENT_TS]
     if {type(t) for t in texts} != {str}:
         return None

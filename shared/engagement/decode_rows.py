@@ -56,13 +56,37 @@ from shared.engagement.timestamps import (
 )
 from shared.errors import BadInputError
 
+
+def _generated(name: str, source: str) -> Any:
+    """A function compiled from ``source`` (as ``namedtuple`` and ``dataclasses`` build theirs): attribute
+    reads written out field by field, which the interpreter specialises, unlike ``getattr``/``attrgetter``."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<engagement {name}>", "exec"), namespace)  # noqa: S102 (source built from FIELDS)
+    return namespace[name]
+
+
 # The record's fields of a decoded wire struct, as a tuple in :class:`EngagementRow` order.
 record_fields: Any = attrgetter(*FIELD_NAMES)
+# ``row_values(position, op, event_ts_ms, version_ms, wire)``: the values of the row whose record fields are
+# the wire's as is, as a plain tuple in :class:`EngagementRow` order.
+row_values: Any = _generated(
+    "row_values",
+    "def row_values(position, op, event_ts_ms, version_ms, w):\n"
+    "    return (position, op, event_ts_ms, version_ms, "
+    + "".join(f"w.{name}, " for name in FIELD_NAMES)
+    + ")\n",
+)
+# ``field_columns(structs)``: ``{name: [s.<name> for s in structs]}`` for every record field.
+field_columns: Any = _generated(
+    "field_columns",
+    "def field_columns(structs):\n    return {"
+    + "".join(f"{name!r}: [s.{name} for s in structs], " for name in FIELD_NAMES)
+    + "}\n",
+)
 # Fields checked as uuids, as (name, whether it may be null); and where they sit in a row.
 UUID_FIELDS: tuple[tuple[str, bool], ...] = tuple((f.name, f.optional) for f in FIELDS if f.kind is Kind.UUID)
 _UUID_POSITIONS: tuple[int, ...] = tuple(ROW_FIELDS.index(name) for name, _ in UUID_FIELDS)
 _FAST_OPS = frozenset(OPS)
-_make_row = EngagementRow._make
 
 
 def check_row(batch: TriggerBatch, i: int, wire: Any) -> EngagementRow:
@@ -101,7 +125,7 @@ def decode_engagement_rows(batch: TriggerBatch) -> DecodedEngagements:
     once. Any other row, and any row with a uuid not canonical, goes through :func:`check_row`, so the result
     equals :func:`decode_engagement`'s record by record.
     """
-    rows: list[EngagementRow] = []
+    rows: list[tuple[Any, ...]] = []  # in EngagementRow order
     dead: list[tuple[int, DeadLetter]] = []
     slow: list[tuple[int, Any]] = []
     tombstones = 0
@@ -109,8 +133,7 @@ def decode_engagement_rows(batch: TriggerBatch) -> DecodedEngagements:
     seconds = SECOND_MS
     millis_of = MILLIS
     fast_ops = _FAST_OPS
-    make_row = _make_row
-    fields_of = record_fields
+    row_of = row_values
     for i, value in enumerate(batch.values):
         if value is None:
             tombstones += 1
@@ -134,25 +157,21 @@ def decode_engagement_rows(batch: TriggerBatch) -> DecodedEngagements:
                 version = wire.source_ts_ms
                 if version is None:
                     version = batch.timestamp_ms(i) or base + millis
-                rows.append(make_row((i, op, base + millis, version if version > 0 else 0, *fields_of(wire))))
+                rows.append(row_of(i, op, base + millis, version if version > 0 else 0, wire))
                 continue
         slow.append((i, wire))
     if rows:
-        ids: list[str] = []
+        ids: list[Any] = []
         for (_, optional), at in zip(UUID_FIELDS, _UUID_POSITIONS, strict=True):
-            ids.extend(cast(str, r[at]) for r in rows if not optional or r[at] is not None)
+            ids.extend([r[at] for r in rows if r[at] is not None] if optional else [r[at] for r in rows])
         if not all_canonical_uuids(ids):
             checked = CANONICAL_UUID
             passed = [
                 r for r in rows if all(r[at] is None or checked(cast(str, r[at])) for at in _UUID_POSITIONS)
             ]
             if len(passed) < len(rows):
-                kept = {r.position for r in passed}
-                slow.extend(
-                    (r.position, decode(cast(bytes, batch.values[r.position])))
-                    for r in rows
-                    if r.position not in kept
-                )
+                kept = {r[0] for r in passed}
+                slow.extend((r[0], decode(cast(bytes, batch.values[r[0]]))) for r in rows if r[0] not in kept)
                 rows = passed
     if slow:
         for i, wire in slow:
@@ -167,8 +186,8 @@ def decode_engagement_rows(batch: TriggerBatch) -> DecodedEngagements:
     )
 
 
-def _first(item: tuple[Any, ...]) -> int:
-    return cast(int, item[0])
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
 
 
 def decode_content(record: RawRecord) -> ContentChange:

@@ -137,7 +137,8 @@ class EngagementColumns:
         return len(self._columns["position"])
 
     @classmethod
-    def from_rows(cls, rows: Sequence[EngagementRow]) -> EngagementColumns:
+    def from_rows(cls, rows: Sequence[tuple[Any, ...]]) -> EngagementColumns:
+        """Columns of rows (:class:`EngagementRow` or plain tuples in its order)."""
         if not rows:
             return cls({name: [] for name in ROW_FIELDS})
         return cls(dict(zip(ROW_FIELDS, map(list, zip(*rows, strict=True)), strict=True)))

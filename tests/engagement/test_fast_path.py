@@ -295,6 +295,7 @@ def _good(field: Field) -> st.SearchStrategy[Any]:
         Kind.UUID: st.sampled_from(_POOL),
         Kind.LABEL: st.sampled_from(get_args(field.wire) or ("",)),
         Kind.TEXT: st.text(max_size=8),
+        Kind.TIMESTAMP: st.builds(lambda s, ms: iso_ms(s * 1000 + ms), _SECONDS, st.integers(0, 999)),
     }[field.kind]
     return st.one_of(good, st.sampled_from([None, _MISSING])) if field.optional else good
 
