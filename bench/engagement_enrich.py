@@ -26,8 +26,9 @@ from typing import Any
 import redis
 
 from shared.demo.engagement import Collect, content_rows, engagement_rows, registered
-from shared.engagement.cdc import TriggerBatch, decode_engagements
-from shared.engagement.enrich import EnrichedRows
+from shared.engagement.batch import TriggerBatch
+from shared.engagement.decode_columns import decode_engagements
+from shared.engagement.enrich_columns import EnrichedRows
 from shared.engagement.functions import CONTENT_FUNCTION, ENRICH_FUNCTION, Pipeline, use_pipeline
 from shared.engagement.kafka_io import trigger_batch
 from shared.engagement.leaderboard import PreparedScores
@@ -65,7 +66,9 @@ def _phases_alone(
     for events in batches:
         batch = TriggerBatch.from_events(events)
         columns = decode_engagements(batch).columns
-        enriched = EnrichedRows(columns, batch, floor.store.get_many(columns.content_ids), settings.topic_out)
+        enriched = EnrichedRows(
+            columns, batch, floor.store.get_many(columns["content_id"]), settings.topic_out
+        )
         prepared.append((enriched, floor.prepare_outputs(enriched, batch)))
     python = time.perf_counter() - started
     started = time.perf_counter()

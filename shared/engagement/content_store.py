@@ -23,7 +23,7 @@ from importlib import resources
 import msgspec
 import redis
 
-from shared.engagement.cdc import ContentChange, ContentInfo
+from shared.engagement.records import ContentChange, ContentInfo
 from shared.engagement.redis_io import redis_errors
 
 _APPLY_LUA = resources.files("shared.engagement").joinpath("content_apply.lua").read_text(encoding="utf-8")

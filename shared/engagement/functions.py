@@ -28,19 +28,14 @@ from typing import Any, Protocol
 
 import redis
 
-from shared.engagement.cdc import (
-    ContentChange,
-    DeadLetter,
-    KafkaEventLike,
-    RawRecord,
-    TriggerBatch,
-    decode_content,
-    decode_engagements,
-    records_from_events,
-)
+from shared.engagement.batch import KafkaEventLike, RawRecord, TriggerBatch, records_from_events
 from shared.engagement.clickhouse import UnknownEvent, Warehouse
-from shared.engagement.enrich import EnrichedBatch, EnrichedRows
+from shared.engagement.decode_columns import decode_engagements
+from shared.engagement.decode_rows import decode_content
+from shared.engagement.enrich_columns import EnrichedRows
+from shared.engagement.enrich_rows import EnrichedBatch
 from shared.engagement.leaderboard import LeaderboardEntry, PreparedScores, redis_stores, top_n_with_titles
+from shared.engagement.records import ContentChange, DeadLetter
 from shared.engagement.redis_io import redis_client
 from shared.errors import BadInputError
 from shared.settings import Settings
@@ -156,7 +151,7 @@ class Pipeline:
         report = BatchReport(records=len(batch))
         decoded = decode_engagements(batch)
         columns = decoded.columns
-        contents = self.store.get_many(columns.content_ids) if len(columns) else {}
+        contents = self.store.get_many(columns["content_id"]) if len(columns) else {}
         enriched = EnrichedRows(columns, batch, contents, self.settings.topic_out)
         self.warehouse.ensure_schema()
         self.warehouse.insert_dead_letters(decoded.dead, function=ENRICH_FUNCTION)
@@ -339,13 +334,7 @@ def _by_source_topic(batch: EnrichedBatch) -> dict[str, int]:
 
 def _add_unknown(batch: EnrichedBatch, row: UnknownEvent, info: Any) -> None:
     batch.add(
-        id=row.id,
-        content_id=row.content_id,
-        user_id=row.user_id,
-        event_type=row.event_type,
-        event_ts_ms=row.event_ts_ms,
-        duration_ms=row.duration_ms,
-        device=row.device,
+        row,
         content=info,
         engagement_version_ms=row.engagement_version_ms,
         deleted=False,

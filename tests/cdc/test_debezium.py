@@ -21,7 +21,8 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from shared.engagement.cdc import RawRecord, decode_content, decode_engagement
+from shared.engagement.batch import RawRecord
+from shared.engagement.decode_rows import decode_content, decode_engagement
 from shared.settings import load_settings
 from shared.simulate.targets import SCHEMA_SQL
 from tests.support.cli import ROOT

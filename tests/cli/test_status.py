@@ -23,7 +23,8 @@ MAPPING = {
 SETUP = """
 from shared.duck.compaction import compact_mapping
 from shared.duck.connection import DuckConnections
-from shared.engagement.cdc import DeadLetter, RawRecord
+from shared.engagement.batch import RawRecord
+from shared.engagement.records import DeadLetter
 from shared.engagement.clickhouse import Warehouse
 from shared.settings import load_settings
 

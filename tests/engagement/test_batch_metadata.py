@@ -15,7 +15,7 @@ import azure.functions as func
 import pytest
 from azure.functions import meta
 
-from shared.engagement.cdc import BatchMetadataError, TriggerBatch, records_from_events
+from shared.engagement.batch import BatchMetadataError, TriggerBatch, records_from_events
 from shared.errors import TerminalError
 
 from .support import T0_MS, Env, dumps, engagement_row, iso

@@ -64,7 +64,7 @@ def test_sweep_re_enriches_events_that_missed_their_content(env: Env) -> None:
     rows = make_events(contents, 10)
     env.call("engagement_enrich", env.send(s.topic_engage, engage_rows(rows)))
     # the content reached the store, but its CDC function ran before these rows were stored (a race)
-    from shared.engagement.cdc import decode_content
+    from shared.engagement.decode_rows import decode_content
     from shared.engagement.kafka_io import batch_from_messages  # noqa: F401  (same path as the worker)
 
     change = decode_content(
@@ -79,7 +79,7 @@ def test_sweep_re_enriches_events_that_missed_their_content(env: Env) -> None:
 
 
 def _record(topic: str, value: bytes | None, key: str | None, offset: int = 0) -> Any:
-    from shared.engagement.cdc import RawRecord
+    from shared.engagement.batch import RawRecord
 
     return RawRecord(topic=topic, partition=0, offset=offset, key=key, value=value, timestamp_ms=T0_MS)
 

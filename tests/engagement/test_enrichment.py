@@ -108,7 +108,8 @@ def json_ts(text: str) -> int:
 
 def test_envelope_bodies_and_missing_keys_fall_back_to_metadata(env: Env) -> None:
     """String-typed values arrive wrapped in the extension's envelope; keys may be None on the event."""
-    from shared.engagement.cdc import parse_content_key, records_from_events
+    from shared.engagement.batch import records_from_events
+    from shared.engagement.debezium import parse_content_key
     from shared.engagement.kafka_io import trigger_batch
 
     cid = str(uuid.uuid4())
@@ -145,7 +146,7 @@ def test_envelope_bodies_and_missing_keys_fall_back_to_metadata(env: Env) -> Non
 
 
 def test_engagement_pct_definition() -> None:
-    from shared.engagement.enrich import engagement_centis, engagement_pct_centis, format_centis
+    from shared.engagement.enriched import engagement_centis, engagement_pct_centis, format_centis
 
     cases = [
         (12_345, 600),

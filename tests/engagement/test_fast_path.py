@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, get_args
 
-from shared.engagement.cdc import (
+import msgspec
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from shared.engagement.batch import RawRecord, TriggerBatch
+from shared.engagement.decode_columns import decode_clean, decode_engagements
+from shared.engagement.decode_rows import decode_engagement, decode_engagement_rows
+from shared.engagement.enrich_columns import EnrichedRows
+from shared.engagement.enrich_rows import EnrichedBatch
+from shared.engagement.records import (
+    EVENT_TYPES,
+    FIELD_NAMES,
+    FIELDS,
     ContentInfo,
     DecodedEngagements,
-    EngagementChange,
-    RawRecord,
-    TriggerBatch,
-    _decode_clean,
-    decode_engagement,
-    decode_engagements,
-    iso_ms,
+    EngagementRow,
+    Field,
+    Kind,
 )
-from shared.engagement.enrich import EnrichedBatch, EnrichedRows
+from shared.engagement.timestamps import iso_ms, iso_timestamp_ms
 from shared.errors import BadInputError
 
 T0 = 1_772_409_480_000  # 2026-03-01 23:58:00 UTC
@@ -94,20 +102,9 @@ def trigger(values: list[bytes | None]) -> TriggerBatch:
     )
 
 
-def _row(i: int, change: EngagementChange) -> tuple[Any, ...]:
-    """What a decoded batch holds for record ``i`` (without the event time text), from the record decoder."""
-    return (
-        i,
-        change.op,
-        change.id,
-        change.content_id,
-        change.user_id,
-        change.event_type,
-        change.event_ts_ms,
-        change.duration_ms,
-        change.device,
-        change.version_ms,
-    )
+def _row(i: int, change: EngagementRow) -> EngagementRow:
+    """What a decoded batch holds for record ``i``, from the record decoder."""
+    return change._replace(position=i)
 
 
 def test_batch_decoder_matches_the_record_decoder() -> None:
@@ -124,7 +121,7 @@ def test_batch_decoder_matches_the_record_decoder() -> None:
             tombstones += 1
             continue
         expected_rows.append(_row(i, change))
-    assert [(r[:7] + r[8:]) for r in decoded.rows] == expected_rows
+    assert decoded.rows == expected_rows
     assert [(d.record.offset, d.kind) for d in decoded.dead] == expected_dead
     assert decoded.tombstones == tombstones == 1
     assert [kind for _, kind in expected_dead] == [
@@ -137,32 +134,29 @@ def test_batch_decoder_matches_the_record_decoder() -> None:
         "not_an_object",
         "missing_field",
     ]
-    by_id = {r[2]: r for r in decoded.rows}
-    assert by_id[9][3] == CID[1]  # canonicalised
-    assert by_id[10][4] == UID
-    assert by_id[12][7] == "2026-03-01T23:58:00.500Z"  # event_ts as published
+    by_id = {r.id: r for r in decoded.rows}
+    assert by_id[9].content_id == CID[1]  # canonicalised
+    assert by_id[10].user_id == UID
+    assert by_id[12].event_ts == "2026-03-01T23:58:00.500Z"  # event_ts as published
     # a second pass reads the timestamps through the cache and must not change anything
     assert decode_engagements(trigger(VALUES)).rows == decoded.rows
 
 
-def reference_batch(batch: TriggerBatch, decoded: DecodedEngagements) -> EnrichedBatch:
+def reference_batch(
+    batch: TriggerBatch, decoded: DecodedEngagements, contents: dict[str, ContentInfo] | None = None
+) -> EnrichedBatch:
     """The record-by-record enrichment of ``decoded``: what the column path must reproduce."""
+    contents = CONTENT if contents is None else contents
     reference = EnrichedBatch("engagement_enriched")
-    for i, op, id_, cid, uid, event_type, ts_ms, _, duration, device, version_ms in decoded.rows:
+    for r in decoded.rows:
         reference.add(
-            id=id_,
-            content_id=cid,
-            user_id=uid,
-            event_type=event_type,
-            event_ts_ms=ts_ms,
-            duration_ms=duration,
-            device=device,
-            content=CONTENT.get(cid),
-            engagement_version_ms=version_ms,
-            deleted=op == "d",
-            source_topic=batch.topics[i],
-            source_partition=batch.partitions[i],
-            source_offset=batch.offsets[i],
+            r,
+            content=contents.get(r.content_id),
+            engagement_version_ms=r.version_ms,
+            deleted=r.deleted,
+            source_topic=batch.topics[r.position],
+            source_partition=batch.partitions[r.position],
+            source_offset=batch.offsets[r.position],
         )
     return reference
 
@@ -174,7 +168,7 @@ def test_envelopes_and_columns_match_the_struct_encoding() -> None:
     fast.write_envelopes()
     reference = reference_batch(batch, decoded)
     assert fast.envelopes == reference.envelopes
-    assert fast.unknown == reference.unknown == sum(1 for r in decoded.rows if r[3] not in CONTENT)
+    assert fast.unknown == reference.unknown == sum(1 for r in decoded.rows if r.content_id not in CONTENT)
     assert fast.to_arrow().equals(reference.to_arrow())
     assert fast.dedup_token("enrich") == reference.dedup_token("enrich")
     values = [json.loads(json.loads(e)["Value"]) for e in fast.envelopes]
@@ -212,7 +206,7 @@ CLEAN: list[bytes | None] = [
 
 def test_clean_batches_are_decoded_by_column_as_the_record_decoder_does() -> None:
     batch = trigger(CLEAN)
-    assert _decode_clean(batch) is not None  # the column path decodes this batch
+    assert decode_clean(batch) is not None  # the column path decodes this batch
     decoded = decode_engagements(batch)
     assert not decoded.dead and decoded.tombstones == 0
     expected = []
@@ -220,8 +214,8 @@ def test_clean_batches_are_decoded_by_column_as_the_record_decoder_does() -> Non
         change = decode_engagement(record)
         assert change is not None
         expected.append(_row(i, change))
-    assert [(r[:7] + r[8:]) for r in decoded.rows] == expected
-    assert [r[7] for r in decoded.rows] == [iso_ms(r[6]) for r in decoded.rows]
+    assert decoded.rows == expected
+    assert [r.event_ts for r in decoded.rows] == [iso_ms(r.event_ts_ms) for r in decoded.rows]
     # any record the column checks do not pass sends the whole batch to the record-by-record path
     for odd in (
         row(50, __op="C"),
@@ -230,7 +224,7 @@ def test_clean_batches_are_decoded_by_column_as_the_record_decoder_does() -> Non
         row(53, user_id=UID.upper()),
     ):
         mixed = trigger([*CLEAN, json.dumps(odd).encode()])
-        assert _decode_clean(mixed) is None
+        assert decode_clean(mixed) is None
         assert decode_engagements(mixed).rows[: len(CLEAN)] == decoded.rows
 
 
@@ -241,11 +235,11 @@ def test_clean_envelopes_columns_and_scores_match_the_reference() -> None:
     fast.write_envelopes()
     reference = reference_batch(batch, decoded)
     expected_totals: dict[tuple[int, str], int] = {}
-    for _, op, _, cid, _, _, ts_ms, _, duration, _, _ in decoded.rows:
-        if duration is not None and op != "u":
-            key = (ts_ms // 60_000, cid)
-            centis = (duration + 5) // 10
-            expected_totals[key] = expected_totals.get(key, 0) + (-centis if op == "d" else centis)
+    for r in decoded.rows:
+        if r.duration_ms is not None and r.op != "u":
+            key = (r.event_ts_ms // 60_000, r.content_id)
+            centis = (r.duration_ms + 5) // 10
+            expected_totals[key] = expected_totals.get(key, 0) + (-centis if r.deleted else centis)
     assert fast.envelopes == reference.envelopes
     assert fast.to_arrow().equals(reference.to_arrow())
     assert fast.dedup_token("enrich") == reference.dedup_token("enrich")
@@ -259,3 +253,216 @@ def test_clean_envelopes_columns_and_scores_match_the_reference() -> None:
     for _, minute, member, centis in fast.scores():
         summed[(minute, member)] = summed.get((minute, member), 0) + centis
     assert {k: v for k, v in summed.items() if v} == {k: v for k, v in expected_totals.items() if v}
+
+
+# --------------------------------------------------------------------------------------- any batch
+
+_MISSING = object()  # a field left out of the row
+_POOL = [*CID, str(uuid.UUID(int=99, version=4))]
+
+
+def _uuid_forms(pool: list[str]) -> st.SearchStrategy[Any]:
+    canonical = st.sampled_from(pool)
+    return st.one_of(
+        canonical,
+        canonical.map(str.upper),
+        canonical.map(lambda u: u.replace("-", "")),
+        st.sampled_from(["not-a-uuid", "", 123, None, _MISSING]),
+    )
+
+
+# Seconds 1970 .. 2100, often a few known ones: the decoders read those through their cache (see the test).
+_KNOWN_SECONDS = (0, T0 // 1000, T0 // 1000 + 1)
+_SECONDS = st.one_of(st.sampled_from(_KNOWN_SECONDS), st.integers(0, 4_102_444_800))
+_EVENT_TS = st.one_of(
+    st.builds(
+        lambda s, ms: iso_ms(s * 1000 + ms),
+        st.sampled_from([T0 // 1000, T0 // 1000 + 1]),
+        st.integers(0, 999),
+    ),
+    st.builds(lambda s, ms: iso_ms(s * 1000 + ms), _SECONDS, st.integers(0, 999)),
+    _SECONDS.map(lambda s: iso_ms(s * 1000)[:19] + "Z"),
+    _SECONDS.map(lambda s: iso_ms(s * 1000)[:19].replace("T", " ") + ".500+00:00"),
+    st.integers(-(10**15), 10**16),
+    st.sampled_from(
+        ["1969-12-31T23:59:59.999Z", "yesterday", "", "2026-03-01T23:58:00.123z", None, _MISSING]
+    ),
+)
+
+
+def _good(field: Field) -> st.SearchStrategy[Any]:
+    """Good values of a record field by its kind (a field with no strategy of its own below)."""
+    good: st.SearchStrategy[Any] = {
+        Kind.NUMBER: st.integers(0, 2**31 - 1),
+        Kind.UUID: st.sampled_from(_POOL),
+        Kind.LABEL: st.sampled_from(get_args(field.wire) or ("",)),
+        Kind.TEXT: st.text(max_size=8),
+        Kind.TIMESTAMP: st.builds(lambda s, ms: iso_ms(s * 1000 + ms), _SECONDS, st.integers(0, 999)),
+    }[field.kind]
+    return st.one_of(good, st.sampled_from([None, _MISSING])) if field.optional else good
+
+
+def _any(field: Field) -> st.SearchStrategy[Any]:
+    """Good values of a record field by its kind and bad ones of every kind."""
+    return st.one_of(_good(field), st.sampled_from(["?", 5, 1.5, -1, None, _MISSING, [], {}]))
+
+
+# Every field of the record, good values and bad ones of every kind.
+_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    **{f.name: _any(f) for f in FIELDS},
+    "id": st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from(["7", 1.5, None, _MISSING])),
+    "content_id": _uuid_forms(_POOL),
+    "user_id": _uuid_forms([UID, _POOL[0]]),
+    "event_type": st.one_of(
+        st.sampled_from(EVENT_TYPES), st.sampled_from(["share", "PLAY", 5, None, _MISSING])
+    ),
+    "event_ts": _EVENT_TS,
+    "duration_ms": st.one_of(
+        st.none(), st.integers(0, 2**31 - 1), st.sampled_from([-1, 2**31, "12", 1.5, _MISSING])
+    ),
+    "device": st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["ios", 5, _MISSING])),
+    "__op": st.sampled_from(["c", "u", "r", "d", "C", "D", "x", "", 1, _MISSING]),
+    "__deleted": st.sampled_from(["true", "false", "TRUE", True, False, None, 1, _MISSING]),
+    "__source_ts_ms": st.one_of(st.integers(-(10**13), 10**13), st.sampled_from([None, "1", _MISSING])),
+}
+# The same fields with good values only: such batches go through the column path.
+_CLEAN_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    **{f.name: _good(f) for f in FIELDS},
+    "id": st.integers(-(2**63), 2**63 - 1),
+    "content_id": st.sampled_from(_POOL),
+    "user_id": st.sampled_from([UID, None, _MISSING]),
+    "event_type": st.sampled_from(EVENT_TYPES),
+    "event_ts": st.builds(lambda s, ms: iso_ms(s * 1000 + ms), _SECONDS, st.integers(0, 999)),
+    "duration_ms": st.one_of(st.none(), st.integers(0, 2**31 - 1), st.just(_MISSING)),
+    "device": st.one_of(st.none(), st.text(max_size=8), st.just(_MISSING)),
+    "__op": st.sampled_from(["c", "u", "r", "d", _MISSING]),
+    "__deleted": st.sampled_from(["false", False, None, _MISSING, _MISSING, _MISSING]),
+    "__source_ts_ms": st.one_of(st.integers(-(10**13), 10**13), st.sampled_from([None, _MISSING])),
+}
+
+
+def _value(fields: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in fields.items() if v is not _MISSING}).encode()
+
+
+_ANY_VALUE = st.one_of(
+    st.fixed_dictionaries(_FIELD_VALUES).map(_value),
+    st.sampled_from([None, b"{broken", b"[1]", b'"text"', b"{}", b""]),
+    st.binary(max_size=12),
+)
+_CLEAN_VALUE = st.fixed_dictionaries(_CLEAN_VALUES).map(_value)
+_CONTENT_INFO = st.builds(
+    ContentInfo,
+    id=st.just(""),
+    title=st.text(max_size=8),
+    version=st.integers(-(10**13), 10**13),
+    content_type=st.one_of(st.none(), st.sampled_from(["podcast", "newsletter", "video"])),
+    length_seconds=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+
+
+@st.composite
+def _one_odd(draw: st.DrawFn) -> bytes:
+    """A good record with one field of any value (or left out)."""
+    fields = draw(st.fixed_dictionaries(_CLEAN_VALUES))
+    name = draw(st.one_of(st.sampled_from(FIELD_NAMES), st.sampled_from(sorted(_FIELD_VALUES))))
+    fields[name] = draw(_FIELD_VALUES[name])
+    return _value(fields)
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> tuple[TriggerBatch, dict[str, ContentInfo]]:
+    """Batches of good records (the column path), of good records and one odd one (the record path with
+    its inline checks), or of any records."""
+    mode = draw(st.sampled_from(["clean", "one odd", "any"]))
+    values: list[bytes | None] = draw(st.lists(_ANY_VALUE if mode == "any" else _CLEAN_VALUE, max_size=25))
+    if mode == "one odd":
+        values.insert(draw(st.integers(0, len(values))), draw(_one_odd()))
+    n = len(values)
+    stamps = draw(
+        st.lists(
+            st.one_of(st.sampled_from(["2026-03-01T23:58:30.000Z", "", None]), st.integers(0, 10**13)),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    batch = TriggerBatch(
+        values=[v or None for v in values],
+        topics=["engagement_events.flat"] * n,
+        partitions=draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)),
+        offsets=list(range(n)),
+        keys=[None] * n,
+        timestamps=stamps,
+    )
+    known = draw(st.dictionaries(st.sampled_from(_POOL), _CONTENT_INFO, max_size=len(_POOL)))
+    return batch, {cid: msgspec.structs.replace(info, id=cid) for cid, info in known.items()}
+
+
+# Good records and one whose uuids are not canonical, at a time the per-second cache knows.
+_ODD_UUIDS = trigger(
+    [
+        *CLEAN[:3],
+        json.dumps(
+            row(60, content_id=CID[1].upper(), user_id=UID.replace("-", ""), event_ts=iso_ms(T0))
+        ).encode(),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example((_ODD_UUIDS, CONTENT))
+@given(_batches())
+def test_both_paths_agree_on_any_batch(case: tuple[TriggerBatch, dict[str, ContentInfo]]) -> None:
+    """Any batch, of any records good or bad: the batch decoder gives the record decoder's rows, dead letters
+    and tombstone count, and the column enricher the row enricher's envelopes, ClickHouse rows (unknown
+    content included), token and leaderboard scores."""
+    batch, contents = case
+    for (
+        second
+    ) in _KNOWN_SECONDS:  # the per-second cache knows these (rows of such times take the inline path)
+        assert iso_timestamp_ms(iso_ms(second * 1000)) == second * 1000
+    expected_rows: list[EngagementRow] = []
+    expected_dead: list[tuple[int, str, str]] = []
+    tombstones = 0
+    for i, record in enumerate(batch.records()):
+        try:
+            change = decode_engagement(record)
+        except BadInputError as exc:
+            expected_dead.append((record.offset, exc.kind, exc.reason))
+            continue
+        if change is None:
+            tombstones += 1
+        else:
+            expected_rows.append(_row(i, change))
+    decoded = decode_engagements(batch)
+    assert decoded.rows == expected_rows
+    assert [(d.record.offset, d.kind, d.reason) for d in decoded.dead] == expected_dead
+    assert [d.record for d in decoded.dead] == [batch.record(offset) for offset, _, _ in expected_dead]
+    assert decoded.tombstones == tombstones
+    by_rows = decode_engagement_rows(batch)
+    assert by_rows.rows == expected_rows
+    assert [(d.record, d.kind, d.reason) for d in by_rows.dead] == [
+        (d.record, d.kind, d.reason) for d in decoded.dead
+    ]
+    clean = decode_clean(batch)
+    if clean is not None:
+        assert clean.rows == expected_rows and not expected_dead and not tombstones
+
+    fast = EnrichedRows(decoded.columns, batch, contents, "engagement_enriched")
+    table = fast.to_arrow()
+    fast.write_envelopes()
+    reference = reference_batch(batch, decoded, contents)
+    assert fast.envelopes == reference.envelopes
+    assert table.equals(reference.to_arrow())
+    assert fast.unknown == reference.unknown == sum(1 for r in expected_rows if r.content_id not in contents)
+    assert table.column("content_known").to_pylist() == [r.content_id in contents for r in expected_rows]
+    assert fast.dedup_token("enrich") == reference.dedup_token("enrich")
+    assert fast.versions == reference.column("version")
+    summed: dict[tuple[int, str], int] = {}
+    for _, minute, member, centis in fast.scores():
+        summed[(minute, member)] = summed.get((minute, member), 0) + centis
+    totals = {(t["minute"], t["member"]): t["centis"] for t in fast.score_totals().to_pylist()}
+    assert totals == {k: v for k, v in summed.items() if v}
+    for envelope, r in zip(fast.envelopes, expected_rows, strict=True):
+        value = json.loads(json.loads(envelope)["Value"])
+        assert {k: value[k] for k in FIELD_NAMES} == {k: getattr(r, k) for k in FIELD_NAMES}

@@ -8,8 +8,9 @@ from typing import Any
 
 import redis
 
-from shared.engagement.cdc import ContentChange, ContentInfo, RawRecord
+from shared.engagement.batch import RawRecord
 from shared.engagement.content_store import ContentStore
+from shared.engagement.records import ContentChange, ContentInfo
 
 T0_MS = 1_772_409_480_000  # 2026-03-01 23:58:00 UTC
 

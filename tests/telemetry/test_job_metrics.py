@@ -10,7 +10,8 @@ from pydantic import SecretStr
 
 from shared.demo.engagement import Collect
 from shared.duck.compaction import compact_all
-from shared.engagement.cdc import ContentChange, RawRecord, decode_content
+from shared.engagement.batch import RawRecord
+from shared.engagement.decode_rows import decode_content
 from shared.engagement.functions import (
     Pipeline,
     on_content_batch,
@@ -19,6 +20,7 @@ from shared.engagement.functions import (
     on_windows_timer,
     use_pipeline,
 )
+from shared.engagement.records import ContentChange
 from shared.errors import StreamDuckError, TransientError
 from shared.eventhubs.ingest import EventHubIngestor
 from shared.settings import Settings

@@ -1,0 +1,85 @@
+"""Timestamps: ISO 8601 texts and epoch numbers to epoch milliseconds, and back to the one text form published.
+
+The hot path reads the usual ``YYYY-MM-DDTHH:MM:SS.mmmZ`` texts through a per-second cache.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+MAX_TS_MS = 253402300800000  # year 10000
+
+
+def parse_timestamp_ms(value: object) -> int | None:
+    """Epoch milliseconds from an ISO 8601 string (``Z`` or offset; naive means UTC) or an epoch number.
+
+    Numbers are read by magnitude: seconds, milliseconds or microseconds since the epoch.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        if abs(number) >= 1e14:  # microseconds
+            return int(number // 1000)
+        if abs(number) >= 1e11:  # milliseconds
+            return int(number)
+        return int(number * 1000)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if text.startswith("/Date("):  # .NET JSON date
+            digits = text[6:].split(")")[0].split("+")[0]
+            return int(digits) if digits.lstrip("-").isdigit() else None
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return _dt_ms(parsed)
+    return None
+
+
+def _dt_ms(parsed: datetime) -> int:
+    whole = int(parsed.replace(microsecond=0).timestamp())
+    return whole * 1000 + parsed.microsecond // 1000
+
+
+_ISO_SECONDS: dict[int, str] = {}
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC) of epoch milliseconds."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    prefix = _ISO_SECONDS.get(seconds)
+    if prefix is None:
+        if len(_ISO_SECONDS) > 100_000:
+            _ISO_SECONDS.clear()
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _ISO_SECONDS[seconds] = prefix
+    return f"{prefix}.{millis:03d}Z"
+
+
+# ``YYYY-MM-DDTHH:MM:SS`` -> epoch ms of that second, for seconds since 1970 already parsed in full. Only
+# texts exactly as :func:`iso_ms` writes them are kept, so a text read through the cache is canonical.
+SECOND_MS: dict[str, int] = {}
+MILLIS: dict[str, int] = {f"{i:03d}": i for i in range(1000)}
+
+
+def iso_timestamp_ms(text: str) -> int | None:
+    """:func:`parse_timestamp_ms` of a string; ``...SS.mmmZ`` texts of a second already seen skip the parse."""
+    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
+        millis = MILLIS.get(text[20:23])
+        if millis is not None:
+            base = SECOND_MS.get(text[:19])
+            if base is not None:
+                return base + millis
+            value = parse_timestamp_ms(text)
+            if value is not None and value >= 0 and iso_ms(value) == text:
+                if len(SECOND_MS) > 100_000:
+                    SECOND_MS.clear()
+                SECOND_MS[text[:19]] = value - millis
+            return value
+    return parse_timestamp_ms(text)
