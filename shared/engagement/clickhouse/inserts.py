@@ -1,7 +1,7 @@
 """Inserts: a batch becomes Arrow columns and a deduplication token, then one insert (never a row at a time).
 
 Building the columns and the token is pure (:func:`content_columns`, :func:`dead_letter_columns`; enriched rows
-build their own, :mod:`shared.engagement.enrich`) and kept apart from sending them (:func:`insert_arrow`).
+build their own, :mod:`shared.engagement.enriched`) and kept apart from sending them (:func:`insert_arrow`).
 
 Idempotence: every insert carries an ``insert_deduplication_token`` derived from its rows (ids and versions),
 and the tables have a non-zero ``non_replicated_deduplication_window``, so a retried insert of the same rows is
@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from shared.engagement.cdc import ContentChange, DeadLetter
-from shared.engagement.enrich import dedup_token
+from shared.engagement.enriched import dedup_token
+from shared.engagement.records import ContentChange, DeadLetter
 
 # Settings of every insert. ``optimize_on_insert = 0``: rows of one insert that share a key are not collapsed
 # while the part is written (a quarter of the insert's time, measured); the ReplacingMergeTree merges and every

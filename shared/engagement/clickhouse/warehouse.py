@@ -13,11 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from shared.engagement.cdc import ContentChange, DeadLetter
 from shared.engagement.clickhouse import inserts, schema, upkeep
 from shared.engagement.clickhouse.client import clickhouse_errors, client_for
 from shared.engagement.clickhouse.upkeep import UnknownEvent
-from shared.engagement.enrich import EnrichedBatch, EnrichedRows
+from shared.engagement.enrich_columns import EnrichedRows
+from shared.engagement.enrich_rows import EnrichedBatch
+from shared.engagement.records import ContentChange, DeadLetter
 from shared.settings import Settings
 
 
