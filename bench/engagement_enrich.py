@@ -66,7 +66,7 @@ def _phases_alone(
         batch = TriggerBatch.from_events(events)
         columns = decode_engagements(batch).columns
         enriched = EnrichedRows(columns, batch, floor.store.get_many(columns.content_ids), settings.topic_out)
-        prepared.append((enriched, floor.prepare_outputs(enriched, batch)))
+        prepared.append((enriched, floor.prepare_outputs(enriched, batch, columns)))
     python = time.perf_counter() - started
     started = time.perf_counter()
     for enriched, _ in prepared:

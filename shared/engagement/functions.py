@@ -30,6 +30,7 @@ import redis
 from shared.engagement.cdc import (
     ContentChange,
     DeadLetter,
+    EngagementColumns,
     KafkaEventLike,
     RawRecord,
     TriggerBatch,
@@ -112,12 +113,13 @@ class Pipeline:
                     )
         return self._helper_pool
 
-    def prepare_outputs(self, enriched: EnrichedRows, batch: TriggerBatch) -> PreparedScores:
-        """The envelopes (kept on ``enriched``) and the packed leaderboard update of a batch (no I/O)."""
+    def prepare_outputs(
+        self, enriched: EnrichedRows, batch: TriggerBatch, columns: EngagementColumns
+    ) -> PreparedScores:
+        """The envelopes (kept on ``enriched``) and the packed leaderboard update of a batch's decoded rows
+        ``columns`` (no I/O)."""
         enriched.write_envelopes()
-        return self.leaderboard.prepare_totals(
-            batch.topics, batch.partitions, batch.offsets, enriched.score_totals(), enriched.scores
-        )
+        return self.leaderboard.prepare_columns(batch.topics, batch.partitions, batch.offsets, columns)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -150,7 +152,7 @@ class Pipeline:
         enriched = EnrichedRows(columns, batch, contents, self.settings.topic_out)
         self.warehouse.ensure_schema()
         self.warehouse.insert_dead_letters(decoded.dead, function=ENRICH_FUNCTION)
-        prepared = self._helper().submit(self.prepare_outputs, enriched, batch)
+        prepared = self._helper().submit(self.prepare_outputs, enriched, batch, columns)
         try:
             self.warehouse.insert_enriched(enriched, scope="enrich")
         finally:
