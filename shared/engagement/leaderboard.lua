@@ -5,17 +5,17 @@
 --                 (hash engagement id -> "<version> <centis>": the change last counted and what it scores)
 -- ARGV[1] = K, ARGV[2] = TTL in seconds (buckets and change logs), ARGV[3] = T (topic-partitions in the batch)
 -- then T groups of 4: watermark key index (1..K), partition, lowest offset, highest offset
--- then one packed string per minute, in KEYS order: "id version code member id version code member ..."
--- where code is the op letter (c, r, u or d) followed by the row's engagement seconds in hundredths (0 for a
--- click) and member the content id; a minute's changes are in batch (offset) order.
+-- then one MessagePack array per minute, in KEYS order, 5 values per change: engagement id (text), version
+-- (decimal text), op (c, r, u or d), the row's engagement seconds in hundredths (0 for a click), member (the
+-- content id); a minute's changes are in batch (offset) order.
 --
 -- All or nothing: when any partition's watermark is at or above the batch's lowest offset for it, nothing is
 -- written and the reply is {0, t1, watermark1, t2, watermark2, ...} so that the caller can drop the records
 -- already applied and call again (redelivery at the same offsets). Otherwise each change sets what its
 -- engagement scores (c, r, u: its seconds; d: 0) and adds the difference to what was counted for it, unless a
 -- newer change of that engagement was counted already (re-emission at new offsets: same or older version).
--- An engagement with no entry yet counted nothing (c, r), or was counted before its entry could exist (u
--- keeps the row's seconds, d takes them off). Every touched key gets the TTL, every watermark moves to the
+-- An engagement with no entry yet counted nothing (c, r, u: a click is not remembered until it has seconds),
+-- except for a delete, which takes the row's seconds off (the row was counted before its entry could exist). Every touched key gets the TTL, every watermark moves to the
 -- batch's highest offset, and the reply is {1}.
 local k = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -35,65 +35,68 @@ if #conflicts > 1 then
   return conflicts
 end
 
-local CHUNK = 4000
-local b = 0
+local CHUNK = 2000
+local at = pos
 for key = k + 1, #KEYS, 2 do
   local bucket, seen = KEYS[key], KEYS[key + 1]
-  local ids, versions, codes, members = {}, {}, {}, {}
-  for id, version, code, member in string.gmatch(ARGV[pos + b], '(%S+) (%S+) (%S+) (%S+)') do
-    local n = #ids + 1
-    ids[n], versions[n], codes[n], members[n] = id, version, code, member
+  local v = cmsgpack.unpack(ARGV[at])
+  at = at + 1
+  local n = #v / 5
+  local ids = {}
+  for i = 1, n do
+    ids[i] = v[5 * i - 4]
   end
-  b = b + 1
   local counted = {}
-  for first = 1, #ids, CHUNK do
-    local last = math.min(first + CHUNK - 1, #ids)
+  for first = 1, n, CHUNK do
+    local last = math.min(first + CHUNK - 1, n)
     local values = redis.call('HMGET', seen, unpack(ids, first, last))
     for i = first, last do
-      local value = values[i - first + 1]
-      if counted[ids[i]] == nil then
-        counted[ids[i]] = value or false
-      end
+      counted[i] = values[i - first + 1]
     end
   end
-  local state, deltas, writes = {}, {}, {}
-  for i = 1, #ids do
+  -- "<version> <centis>" counted for each id, as this batch leaves it
+  local state, order, deltas = {}, {}, {}
+  for i = 1, n do
+    local j = 5 * i - 4
     local id = ids[i]
-    local version = tonumber(versions[i])
-    local op = string.sub(codes[i], 1, 1)
-    local centis = tonumber(string.sub(codes[i], 2))
+    local op = v[j + 2]
+    local centis = v[j + 3]
     local now = centis
     if op == 'd' then
       now = 0
     end
-    local entry = state[id]
-    if entry == nil then
-      local value = counted[id]
-      if value then
-        local v, c = string.match(value, '(%S+) (%S+)')
-        entry = {tonumber(v), tonumber(c)}
-      end
+    local had = state[id]
+    if had == nil then
+      had = counted[i]
     end
     local before = nil
-    if entry == nil then
-      if op == 'c' or op == 'r' then
-        before = 0
-      else
+    if not had then
+      if op == 'd' then
         before = centis
+      else
+        before = 0
       end
-    elseif version >= entry[1] then
-      before = entry[2]
+    else
+      local space = string.find(had, ' ', 1, true)
+      if tonumber(v[j + 1]) >= tonumber(string.sub(had, 1, space - 1)) then
+        before = tonumber(string.sub(had, space + 1))
+      end
     end
     if before ~= nil then
-      state[id] = {version, now}
+      if state[id] == nil then
+        order[#order + 1] = id
+      end
+      state[id] = v[j + 1] .. ' ' .. now
       if now ~= before then
-        deltas[members[i]] = (deltas[members[i]] or 0) + now - before
+        local member = v[j + 4]
+        deltas[member] = (deltas[member] or 0) + now - before
       end
     end
   end
-  for id, entry in pairs(state) do
+  local writes = {}
+  for _, id in ipairs(order) do
     writes[#writes + 1] = id
-    writes[#writes + 1] = string.format('%.0f %d', entry[1], entry[2])
+    writes[#writes + 1] = state[id]
     if #writes >= 2 * CHUNK then
       redis.call('HSET', seen, unpack(writes))
       writes = {}
@@ -102,7 +105,9 @@ for key = k + 1, #KEYS, 2 do
   if #writes > 0 then
     redis.call('HSET', seen, unpack(writes))
   end
-  redis.call('EXPIRE', seen, ttl)
+  if #order > 0 then
+    redis.call('EXPIRE', seen, ttl)
+  end
   local touched = false
   for member, centis in pairs(deltas) do
     if centis ~= 0 then

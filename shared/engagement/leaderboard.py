@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import msgspec
 import redis
 
 from shared.engagement.cdc import EngagementColumns
@@ -43,6 +44,7 @@ from shared.engagement.redis_io import redis_errors
 from shared.errors import TerminalError, TransientError
 from shared.settings import Settings, leaderboard_max_window_minutes, leaderboard_min_bucket_ttl_seconds
 
+_MSGPACK = msgspec.msgpack.Encoder()
 _APPLY_LUA = resources.files("shared.engagement").joinpath("leaderboard.lua").read_text(encoding="utf-8")
 WINDOW_KEY_TTL_SECONDS = 180
 ADHOC_WINDOW_TTL_SECONDS = 60
@@ -104,7 +106,7 @@ class LeaderboardEntry:
 @dataclass(frozen=True, slots=True)
 class _Call:
     keys: list[str]
-    args: list[str | int]
+    args: list[str | int | bytes]
     tps: list[tuple[str, int]]  # topic-partitions in the order of the script's header
 
 
@@ -334,18 +336,18 @@ class Leaderboard:
     ) -> _Call | None:
         """Keys and arguments of one script call for the selected records (``None``: nothing to do)."""
         ranges = _offset_ranges(topics, partitions, offsets, selected)
-        by_minute: dict[int, list[str]] = {}
+        by_minute: dict[int, list[str | int]] = {}
         for _, minute, member, op, centis, event_id, version in changes:
-            tokens = by_minute.get(minute)
-            if tokens is None:
-                tokens = by_minute[minute] = []
-            tokens.append(f"{event_id} {version} {op}{centis} {member}")
+            values = by_minute.get(minute)
+            if values is None:
+                values = by_minute[minute] = []
+            values.extend((str(event_id), str(version), op, centis, member))
         keys, head = self._header(ranges)
         tps = list(ranges)
-        packed: list[str] = []
-        for minute, tokens in by_minute.items():
+        packed: list[bytes] = []
+        for minute, values in by_minute.items():
             keys.extend((self.bucket_key(minute), self.seen_key(minute)))
-            packed.append(" ".join(tokens))
+            packed.append(_MSGPACK.encode(values))
         if not packed and not tps:
             return None
         return _Call(keys, [*head, *packed], tps)
