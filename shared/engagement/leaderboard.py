@@ -7,21 +7,23 @@ pipeline's):
   seconds. Every write sets the TTL ``LEADERBOARD_BUCKET_TTL_SECONDS``, which settings require to be at least
   ``(longest window + 1) * 60`` seconds; every reader (:meth:`Leaderboard.top`, the windows timer) refuses a
   window longer than the TTL serves (:class:`WindowTooLongError`), so no window is silently cut short.
+- ``eng:seen:<YYYYMMDDHHMM>``: the minute's change log, engagement id -> ``"<version> <centis counted>"``
+  (same TTL as the bucket), so that a change Debezium re-emits at a new Kafka offset (after a Kafka Connect
+  crash, or a re-snapshot) is recognised and counts nothing again.
 - ``eng:wm:<consumer group>:<topic>``: hash partition -> highest Kafka offset already counted.
 - ``zset:eng:window:<W>``: top list of the last ``W`` complete minutes, rebuilt by the timer when the minute
   turns; ``eng:window:meta`` says which minute each window was built for.
 - ``zset:eng:window:adhoc:<W>:<minute>``: a window the timer does not keep, built on first read (60 s TTL).
 
-A batch is pre-aggregated per (minute, content) and applied with one ``EVALSHA`` whose arguments are packed
-one string per bucket (``"member centis member centis ..."``; the script divides by 100), so the client
-sends a handful of arguments rather than three per member. The script also checks and moves the per-partition offset watermark in the same
-atomic step, so a batch that Kafka redelivers (after a
-crash, a rebalance or a retry) is never counted twice, and a batch that overlaps one already counted only adds
-its new records.
+A batch is one ``EVALSHA``: its changes, grouped by minute (one MessagePack array per minute), and the range
+of offsets per partition. The script checks and moves the per-partition offset watermark in the same atomic
+step, so a batch that Kafka redelivers at the same offsets is skipped (the caller resends only the records
+above the watermark), and sets each engagement's counted seconds from its change when the change's version
+(``__source_ts_ms``) is at least the one remembered: an older or repeated change adds nothing.
 
-Scores: ``c`` (insert) and ``r`` (snapshot) add the engagement seconds, ``d`` (delete) subtracts them
-(the row is in the delete record), ``u`` (update) adds nothing (engagement rows are append-only upstream; the
-ClickHouse row is still replaced). Events without a duration (clicks) score 0.
+Scores: an engagement scores its engagement seconds while it exists: ``c`` (insert) and ``r`` (snapshot)
+add them, ``u`` (update) replaces them, ``d`` (delete) takes them off (the row is in the delete record). Events
+without a duration (clicks) score 0. See docs/engagement.md, "Re-emitted changes".
 
 A window of ``W`` minutes at time ``now`` covers the ``W`` complete UTC minutes before the minute of ``now``;
 ``W`` is at most ``(LEADERBOARD_BUCKET_TTL_SECONDS - 60) // 60`` (and never more than 1440).
