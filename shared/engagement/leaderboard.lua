@@ -2,11 +2,12 @@
 --
 -- KEYS[1..K]      watermark hashes (one per consumer group and topic): partition -> highest applied offset
 -- KEYS[K+1..]     pairs, one per minute: the bucket zset:eng:minute:<M>, then its change log eng:seen:<M>
---                 (hash engagement id -> "<version> <centis>": the change last counted and what it scores)
+--                 (hash id // 64 -> 13-byte entries: id % 64, the version last counted (double), the centis
+--                 it scores (int32))
 -- ARGV[1] = K, ARGV[2] = TTL in seconds (buckets and change logs), ARGV[3] = T (topic-partitions in the batch)
 -- then T groups of 4: watermark key index (1..K), partition, lowest offset, highest offset
--- then one MessagePack array per minute, in KEYS order, 5 values per change: engagement id (text), version
--- (decimal text), op (c, r, u or d), the row's engagement seconds in hundredths (0 for a click), member (the
+-- then one MessagePack array per minute, in KEYS order, 5 values per change: engagement id, version (ms),
+-- op (c, r, u or d), the row's engagement seconds in hundredths (0 for a click), member (the
 -- content id); a minute's changes are in batch (offset) order.
 --
 -- All or nothing: when any partition's watermark is at or above the batch's lowest offset for it, nothing is
@@ -35,6 +36,9 @@ if #conflicts > 1 then
   return conflicts
 end
 
+-- The change log packs 64 consecutive engagement ids into one field (id // 64), as 13-byte entries
+-- (id % 64, version as a double, centis as int32): far fewer, denser fields than one per id.
+local GROUP = 64
 local CHUNK = 2000
 local at = pos
 for key = k + 1, #KEYS, 2 do
@@ -42,51 +46,59 @@ for key = k + 1, #KEYS, 2 do
   local v = cmsgpack.unpack(ARGV[at])
   at = at + 1
   local n = #v / 5
-  local ids = {}
+  local groups, names = {}, {}
   for i = 1, n do
-    ids[i] = v[5 * i - 4]
-  end
-  local counted = {}
-  for first = 1, n, CHUNK do
-    local last = math.min(first + CHUNK - 1, n)
-    local values = redis.call('HMGET', seen, unpack(ids, first, last))
-    for i = first, last do
-      counted[i] = values[i - first + 1]
+    local g = math.floor(v[5 * i - 4] / GROUP)
+    if groups[g] == nil then
+      groups[g] = true
+      names[#names + 1] = g
     end
   end
-  -- "<version> <centis>" counted for each id, as this batch leaves it
-  local state, order, deltas = {}, {}, {}
+  local versions, counted = {}, {}
+  for first = 1, #names, CHUNK do
+    local last = math.min(first + CHUNK - 1, #names)
+    local fields = {}
+    for f = first, last do
+      fields[f - first + 1] = string.format('%.0f', names[f])
+    end
+    local values = redis.call('HMGET', seen, unpack(fields))
+    for f = first, last do
+      local value = values[f - first + 1]
+      if value then
+        local base = names[f] * GROUP
+        for p = 1, #value, 13 do
+          local off, version, centis = struct.unpack('<Bdi4', value, p)
+          versions[base + off] = version
+          counted[base + off] = centis
+        end
+      end
+    end
+  end
+  local deltas = {}
   for i = 1, n do
     local j = 5 * i - 4
-    local id = ids[i]
+    local id = v[j]
+    local version = v[j + 1]
     local op = v[j + 2]
     local centis = v[j + 3]
     local now = centis
     if op == 'd' then
       now = 0
     end
-    local had = state[id]
-    if had == nil then
-      had = counted[i]
-    end
+    local had = versions[id]
     local before = nil
-    if not had then
+    if had == nil then
       if op == 'd' then
         before = centis
       else
         before = 0
       end
-    else
-      local space = string.find(had, ' ', 1, true)
-      if tonumber(v[j + 1]) >= tonumber(string.sub(had, 1, space - 1)) then
-        before = tonumber(string.sub(had, space + 1))
-      end
+    elseif version >= had then
+      before = counted[id]
     end
     if before ~= nil then
-      if state[id] == nil then
-        order[#order + 1] = id
-      end
-      state[id] = v[j + 1] .. ' ' .. now
+      versions[id] = version
+      counted[id] = now
       if now ~= before then
         local member = v[j + 4]
         deltas[member] = (deltas[member] or 0) + now - before
@@ -94,9 +106,17 @@ for key = k + 1, #KEYS, 2 do
     end
   end
   local writes = {}
-  for _, id in ipairs(order) do
-    writes[#writes + 1] = id
-    writes[#writes + 1] = state[id]
+  for _, g in ipairs(names) do
+    local base = g * GROUP
+    local parts = {}
+    for off = 0, GROUP - 1 do
+      local version = versions[base + off]
+      if version ~= nil then
+        parts[#parts + 1] = struct.pack('<Bdi4', off, version, counted[base + off])
+      end
+    end
+    writes[#writes + 1] = string.format('%.0f', g)
+    writes[#writes + 1] = table.concat(parts)
     if #writes >= 2 * CHUNK then
       redis.call('HSET', seen, unpack(writes))
       writes = {}
@@ -105,7 +125,7 @@ for key = k + 1, #KEYS, 2 do
   if #writes > 0 then
     redis.call('HSET', seen, unpack(writes))
   end
-  if #order > 0 then
+  if #names > 0 then
     redis.call('EXPIRE', seen, ttl)
   end
   local touched = false

@@ -7,8 +7,8 @@ pipeline's):
   seconds. Every write sets the TTL ``LEADERBOARD_BUCKET_TTL_SECONDS``, which settings require to be at least
   ``(longest window + 1) * 60`` seconds; every reader (:meth:`Leaderboard.top`, the windows timer) refuses a
   window longer than the TTL serves (:class:`WindowTooLongError`), so no window is silently cut short.
-- ``eng:seen:<YYYYMMDDHHMM>``: the minute's change log, engagement id -> ``"<version> <centis counted>"``
-  (same TTL as the bucket), so that a change Debezium re-emits at a new Kafka offset (after a Kafka Connect
+- ``eng:seen:<YYYYMMDDHHMM>``: the minute's change log, the version and centis counted per engagement id
+  (64 consecutive ids per field, same TTL as the bucket), so that a change Debezium re-emits at a new Kafka offset (after a Kafka Connect
   crash, or a re-snapshot) is recognised and counts nothing again.
 - ``eng:wm:<consumer group>:<topic>``: hash partition -> highest Kafka offset already counted.
 - ``zset:eng:window:<W>``: top list of the last ``W`` complete minutes, rebuilt by the timer when the minute
@@ -343,7 +343,7 @@ class Leaderboard:
             values = by_minute.get(minute)
             if values is None:
                 values = by_minute[minute] = []
-            values.extend((str(event_id), str(version), op, centis, member))
+            values.extend((event_id, version, op, centis, member))
         keys, head = self._header(ranges)
         tps = list(ranges)
         packed: list[bytes] = []
