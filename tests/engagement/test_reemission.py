@@ -251,3 +251,34 @@ def test_re_emitted_slices_at_new_offsets_count_once(
         offset += len(chunk)
     env.produced["hypothesis"] = offset
     check_agreement(env, stream)
+
+
+def test_a_click_that_an_update_gives_seconds_counts_them_once(env: Env) -> None:
+    contents = [content_row(str(uuid.uuid4()))]
+    with_content(env, contents)
+    cid = contents[0]["id"]
+    ts = T0_MS - 4 * 60_000
+    click = engagement_row(21, cid, ts_ms=ts, duration_ms=None, event_type="click", version=ts + 1)
+    update = engagement_row(21, cid, ts_ms=ts, duration_ms=4_000, event_type="click", op="u", version=ts + 2)
+    enrich(env, [click], 0)
+    enrich(env, [update], 1)
+    enrich(env, [update], 2)  # re-emitted
+    check_agreement(env, [click, update])
+    assert alive_sums([click, update]) == {(ts // 60_000, cid): Decimal(4)}
+
+
+def test_a_delete_of_an_engagement_counted_before_the_change_log_existed_takes_its_seconds_off(
+    env: Env,
+) -> None:
+    """Buckets written before the change log was kept hold scores with no entry behind them."""
+    contents = [content_row(str(uuid.uuid4()))]
+    with_content(env, contents)
+    cid = contents[0]["id"]
+    ts = T0_MS - 6 * 60_000
+    board = env.pipeline.leaderboard
+    board.client.zincrby(board.bucket_key(ts // 60_000), 12.5, cid)  # counted by the earlier script
+    board.client.zincrby(board.bucket_key(ts // 60_000), 3.0, cid)  # and another engagement, still there
+    delete = engagement_row(31, cid, ts_ms=ts, duration_ms=12_500, op="d", version=ts + 5)
+    enrich(env, [delete], 0)
+    enrich(env, [delete], 1)  # re-emitted: takes nothing more off
+    assert board.client.zscore(board.bucket_key(ts // 60_000), cid) == 3.0
