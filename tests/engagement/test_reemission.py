@@ -282,3 +282,19 @@ def test_a_delete_of_an_engagement_counted_before_the_change_log_existed_takes_i
     enrich(env, [delete], 0)
     enrich(env, [delete], 1)  # re-emitted: takes nothing more off
     assert board.client.zscore(board.bucket_key(ts // 60_000), cid) == 3.0
+
+
+def test_content_deleted_in_the_millisecond_it_was_written_stays_deleted_after_a_re_emission(
+    env: Env,
+) -> None:
+    """Changes of one content row with the same source time apply in stream order: the delete wins, and a
+    re-emission of both ends the same way."""
+    content_id = str(uuid.uuid4())
+    version = T0_MS - 120_000
+    upsert = content_row(content_id, title="Short-lived", version=version)
+    delete = content_row(content_id, title="Short-lived", op="d", version=version)
+    with_content(env, [upsert])
+    with_content(env, [delete])
+    assert env.pipeline.store.get_many([content_id], use_cache=False) == {content_id: None}
+    with_content(env, [upsert, delete])
+    assert env.pipeline.store.get_many([content_id], use_cache=False) == {content_id: None}
