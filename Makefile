@@ -57,7 +57,7 @@ test-unit: venv ## Tests that need no service (not marked integration), no servi
 	$(PY) -m pytest -m "not integration" $(ARGS)
 
 .PHONY: services-up
-services-up: venv ## Install and start Redis, Kafka, Azurite, PostgreSQL on 127.0.0.1 (env in .services/env)
+services-up: venv ## Install and start Redis, Kafka, Azurite, PostgreSQL, Kafka Connect on 127.0.0.1 (env in .services/env)
 	bash scripts/services.sh install
 	bash scripts/services.sh start
 

@@ -69,7 +69,7 @@ def _phases_alone(
         enriched = EnrichedRows(
             columns, batch, floor.store.get_many(columns["content_id"]), settings.topic_out
         )
-        prepared.append((enriched, floor.prepare_outputs(enriched, batch)))
+        prepared.append((enriched, floor.prepare_outputs(enriched, batch, columns)))
     python = time.perf_counter() - started
     started = time.perf_counter()
     for enriched, _ in prepared:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local services for the test suite: Redis, Apache Kafka (KRaft), Azurite and PostgreSQL.
+# Local services for the test suite: Redis, Apache Kafka (KRaft), Azurite, PostgreSQL and Kafka Connect with
+# the Debezium PostgreSQL connector.
 #
 #   bash scripts/services.sh install [SERVICE...]   install binaries/jars (idempotent, cached)
 #   bash scripts/services.sh start   [SERVICE...]   start and wait until ready (idempotent), write .services/env
@@ -8,15 +9,17 @@
 #   bash scripts/services.sh env                    print the `export` lines the tests read
 #   bash scripts/services.sh clean                  stop everything and delete service data (keeps installs)
 #
-# SERVICE is one of: redis kafka azurite postgres (default: all of them).
+# SERVICE is one of: redis kafka azurite postgres connect (default: all of them; connect brings kafka and
+# postgres along).
 # Everything listens on 127.0.0.1 only; data, logs and pid files live under .services/ (git-ignored).
 # Ports can be overridden: STREAMDUCK_REDIS_PORT (16379), STREAMDUCK_KAFKA_PORT (19092),
 # STREAMDUCK_KAFKA_CONTROLLER_PORT (19093), STREAMDUCK_AZURITE_BLOB_PORT / _QUEUE_PORT / _TABLE_PORT
-# (10000/10001/10002), STREAMDUCK_PG_PORT (15432). STREAMDUCK_SERVICES_TIMEOUT (seconds, default 90)
-# bounds each readiness wait. Versions (Kafka, PostgreSQL) come from scripts/versions.env.
+# (10000/10001/10002), STREAMDUCK_PG_PORT (15432), STREAMDUCK_CONNECT_PORT (Kafka Connect's REST port, 18083).
+# STREAMDUCK_SERVICES_TIMEOUT (seconds, default 90) bounds each readiness wait. Versions (Kafka, PostgreSQL,
+# Debezium) come from scripts/versions.env.
 
 # This file is the dispatcher: the commands above, over one file per service in scripts/services/
-# (redis.sh, kafka.sh, azurite.sh, postgres.sh; each defines <name>_install, _launch, _wait, _stop, _status,
+# (redis.sh, kafka.sh, azurite.sh, postgres.sh, connect.sh; each defines <name>_install, _launch, _wait, _stop, _status,
 # _env and _clean, with pg_ for postgres) and the functions they share (common.sh). The services stay shell
 # scripts rather than pytest fixtures driving a process-management library because more than pytest uses
 # them: `make services-up`, `make bench`, `make demo` (the Redis install), scripts/test.sh and CI start them
@@ -37,6 +40,8 @@ source "$ROOT/scripts/services/kafka.sh"
 source "$ROOT/scripts/services/azurite.sh"
 # shellcheck source=services/postgres.sh
 source "$ROOT/scripts/services/postgres.sh"
+# shellcheck source=services/connect.sh
+source "$ROOT/scripts/services/connect.sh"
 
 # ---------------------------------------------------------------------------------------------- commands
 
@@ -50,11 +55,20 @@ select_services() {
     fi
     for s in "$@"; do
         case "$s" in
-        redis | kafka | azurite | postgres) SERVICES+=("$s") ;;
+        redis | kafka | azurite | postgres | connect) SERVICES+=("$s") ;;
         pg) SERVICES+=(postgres) ;;
         *) die "unknown service '$s' (expected: ${ALL_SERVICES[*]})" ;;
         esac
     done
+}
+
+# with_connect_deps: Kafka Connect streams PostgreSQL into Kafka, so starting it starts both
+with_connect_deps() {
+    if wanted connect; then
+        wanted kafka || SERVICES+=(kafka)
+        wanted postgres || SERVICES+=(postgres)
+    fi
+    return 0
 }
 
 wanted() { [[ " ${SERVICES[*]} " == *" $1 "* ]]; }
@@ -74,6 +88,7 @@ cmd_install() {
     t0="$(now)"
     mkdir -p "$SVC"
     select_services "$@"
+    with_connect_deps
     for s in "${SERVICES[@]}"; do
         "$(fn_prefix "$s")_install"
     done
@@ -85,13 +100,19 @@ cmd_start() {
     t0="$(now)"
     mkdir -p "$SVC"
     select_services "$@"
-    # Launch everything first (Kafka, the slowest, first), then wait for each: start-ups overlap.
+    with_connect_deps
+    # Launch everything first (Kafka, the slowest, first), then wait for each: start-ups overlap. Kafka
+    # Connect needs a running broker and database, so it is launched last.
     for s in kafka azurite redis postgres; do
         if wanted "$s"; then "$(fn_prefix "$s")_launch"; fi
     done
     for s in redis postgres azurite kafka; do
         if wanted "$s"; then "$(fn_prefix "$s")_wait"; fi
     done
+    if wanted connect; then
+        connect_launch
+        connect_wait
+    fi
     env_lines >"$SVC/env"
     log "all started in $(elapsed "$t0")s; environment in .services/env (source it)"
 }
@@ -99,8 +120,10 @@ cmd_start() {
 cmd_stop() {
     local s
     select_services "$@"
+    # Kafka Connect first: it flushes its offsets to the broker's side while both are still up.
+    if wanted connect; then connect_stop; fi
     for s in "${SERVICES[@]}"; do
-        "$(fn_prefix "$s")_stop"
+        if [[ "$s" != connect ]]; then "$(fn_prefix "$s")_stop"; fi
     done
 }
 

@@ -144,6 +144,14 @@ def pg_dsn() -> str:
     return dsn
 
 
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one embedded chDB engine of this test process (chDB allows one per process)."""
+    from tests.chdb import process_chdb_path
+
+    return process_chdb_path(tmp_path_factory)
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A fresh lowercase suffix for topics, tables, containers, keys: a letter then 11 hex digits.
@@ -156,7 +164,9 @@ def unique_name() -> str:
 
 # ------------------------------------------------------------------------------------ unit and integration
 
-SERVICE_FIXTURES = frozenset({"redis_url", "kafka_brokers", "azurite_connection_string", "pg_dsn"})
+SERVICE_FIXTURES = frozenset(
+    {"redis_url", "kafka_brokers", "azurite_connection_string", "pg_dsn", "connect_url"}
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

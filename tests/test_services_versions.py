@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ROOT / "scripts" / "versions.env"
 SERVICES_SCRIPTS = [ROOT / "scripts" / "services.sh", *sorted((ROOT / "scripts" / "services").glob("*.sh"))]
 POM = ROOT / "scripts" / "kafka" / "pom.xml"
+CONNECT_POM = ROOT / "scripts" / "connect" / "pom.xml"
 COMPOSE = ROOT / "docker-compose.yml"
 _ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)=(\S+)$")
 
@@ -32,7 +33,7 @@ def versions() -> dict[str, str]:
         match = _ASSIGNMENT.match(line)
         assert match, f"{VERSIONS.name}: not a NAME=value line: {line!r}"
         found[match.group(1)] = match.group(2)
-    assert set(found) == {"KAFKA_VERSION", "POSTGRES_VERSION"}, found
+    assert set(found) == {"KAFKA_VERSION", "POSTGRES_VERSION", "DEBEZIUM_VERSION"}, found
     return found
 
 
@@ -42,7 +43,9 @@ def compose_images() -> dict[str, str]:
 
 
 def test_services_script_reads_the_versions_file() -> None:
-    shell = 'source "$1"; printf "%s %s" "$KAFKA_VERSION" "$POSTGRES_VERSION"'  # sourced: no command runs
+    shell = (
+        'source "$1"; printf "%s %s %s" "$KAFKA_VERSION" "$POSTGRES_VERSION" "$DEBEZIUM_VERSION"'  # sourced
+    )
     done = subprocess.run(
         ["bash", "-c", shell, "services", str(ROOT / "scripts" / "services.sh")],
         capture_output=True,
@@ -51,13 +54,17 @@ def test_services_script_reads_the_versions_file() -> None:
         check=True,
     )
     expected = versions()
-    assert done.stdout == f"{expected['KAFKA_VERSION']} {expected['POSTGRES_VERSION']}"
+    assert done.stdout == " ".join(
+        expected[v] for v in ("KAFKA_VERSION", "POSTGRES_VERSION", "DEBEZIUM_VERSION")
+    )
 
 
 def test_services_scripts_write_no_version_of_their_own() -> None:
     expected = versions()
     pg = re.escape(expected["POSTGRES_VERSION"])
-    literal = re.compile(rf"{re.escape(expected['KAFKA_VERSION'])}|postgresql[-/]{pg}\b|postgres:{pg}\b")
+    literal = re.compile(
+        rf"{re.escape(expected['KAFKA_VERSION'])}|{re.escape(expected['DEBEZIUM_VERSION'])}|postgresql[-/]{pg}\b|postgres:{pg}\b"
+    )
     for script in SERVICES_SCRIPTS:
         text = script.read_text(encoding="utf-8")
         assert not literal.search(text), (
@@ -73,14 +80,28 @@ def test_compose_images_match_the_versions() -> None:
     assert images["kafka"] == f"apache/kafka:{expected['KAFKA_VERSION']}"
     assert images["kafka-topics"] == images["kafka"]  # creates the topics with the broker's own tools
     assert images["postgres"] == f"postgres:{expected['POSTGRES_VERSION']}"
+    # the cdc profile's Kafka Connect image carries the same Debezium as the local worker
+    assert images["connect"] == f"quay.io/debezium/connect:{expected['DEBEZIUM_VERSION']}"
+
+
+def pom_property(pom: Path, name: str) -> str | None:
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ET.parse(pom).getroot()  # noqa: S314  (the project's own pom, not outside input)
+    found = root.find(f"m:properties/m:{name}", namespace)
+    return None if found is None else found.text
 
 
 def test_maven_pom_defaults_to_the_kafka_version() -> None:
-    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
-    root = ET.parse(POM).getroot()  # noqa: S314  (the project's own pom, not outside input)
-    version = root.find("m:properties/m:kafka.version", namespace)
-    assert version is not None
-    assert version.text == versions()["KAFKA_VERSION"]
+    assert pom_property(POM, "kafka.version") == versions()["KAFKA_VERSION"]
+
+
+def test_connect_pom_defaults_to_the_broker_and_debezium_versions() -> None:
+    expected = versions()
+    assert pom_property(CONNECT_POM, "kafka.version") == expected["KAFKA_VERSION"]
+    assert pom_property(CONNECT_POM, "debezium.version") == expected["DEBEZIUM_VERSION"]
+    connect = (ROOT / "scripts" / "services" / "connect.sh").read_text(encoding="utf-8")
+    assert '-Dkafka.version="$KAFKA_VERSION"' in connect
+    assert '-Ddebezium.version="$DEBEZIUM_VERSION"' in connect
 
 
 def test_ci_installs_that_postgres_and_the_readme_names_both() -> None:

@@ -5,7 +5,7 @@
 SVC="$ROOT/.services"
 
 # The versions of the local services, defined once (tests/test_services_versions.py checks that
-# docker-compose.yml and scripts/kafka/pom.xml name the same).
+# docker-compose.yml, scripts/kafka/pom.xml and scripts/connect/pom.xml name the same).
 # shellcheck source=../versions.env
 source "$ROOT/scripts/versions.env"
 
@@ -16,11 +16,12 @@ AZURITE_BLOB_PORT="${STREAMDUCK_AZURITE_BLOB_PORT:-10000}"
 AZURITE_QUEUE_PORT="${STREAMDUCK_AZURITE_QUEUE_PORT:-10001}"
 AZURITE_TABLE_PORT="${STREAMDUCK_AZURITE_TABLE_PORT:-10002}"
 PG_PORT="${STREAMDUCK_PG_PORT:-15432}"
+CONNECT_PORT="${STREAMDUCK_CONNECT_PORT:-18083}"
 TIMEOUT="${STREAMDUCK_SERVICES_TIMEOUT:-90}"
 KAFKA_HEAP_OPTS="${STREAMDUCK_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 
 HOST=127.0.0.1
-ALL_SERVICES=(redis kafka azurite postgres)
+ALL_SERVICES=(redis kafka azurite postgres connect)
 
 # ---------------------------------------------------------------------------------------------- helpers
 

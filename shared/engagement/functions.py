@@ -35,7 +35,7 @@ from shared.engagement.decode_rows import decode_content
 from shared.engagement.enrich_columns import EnrichedRows
 from shared.engagement.enrich_rows import EnrichedBatch
 from shared.engagement.leaderboard import LeaderboardEntry, PreparedScores, redis_stores, top_n_with_titles
-from shared.engagement.records import ContentChange, DeadLetter
+from shared.engagement.records import ContentChange, DeadLetter, EngagementColumns
 from shared.engagement.redis_io import redis_client
 from shared.errors import BadInputError
 from shared.settings import Settings
@@ -111,12 +111,13 @@ class Pipeline:
                     )
         return self._helper_pool
 
-    def prepare_outputs(self, enriched: EnrichedRows, batch: TriggerBatch) -> PreparedScores:
-        """The envelopes (kept on ``enriched``) and the packed leaderboard update of a batch (no I/O)."""
+    def prepare_outputs(
+        self, enriched: EnrichedRows, batch: TriggerBatch, columns: EngagementColumns
+    ) -> PreparedScores:
+        """The envelopes (kept on ``enriched``) and the packed leaderboard update of a batch's decoded rows
+        ``columns`` (no I/O)."""
         enriched.write_envelopes()
-        return self.leaderboard.prepare_totals(
-            batch.topics, batch.partitions, batch.offsets, enriched.score_totals(), enriched.scores
-        )
+        return self.leaderboard.prepare_columns(batch.topics, batch.partitions, batch.offsets, columns)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -155,7 +156,7 @@ class Pipeline:
         enriched = EnrichedRows(columns, batch, contents, self.settings.topic_out)
         self.warehouse.ensure_schema()
         self.warehouse.insert_dead_letters(decoded.dead, function=ENRICH_FUNCTION)
-        prepared = self._helper().submit(self.prepare_outputs, enriched, batch)
+        prepared = self._helper().submit(self.prepare_outputs, enriched, batch, columns)
         insert_started = time.perf_counter()
         try:
             self.warehouse.insert_enriched(enriched, scope="enrich")

@@ -7,21 +7,23 @@ pipeline's):
   seconds. Every write sets the TTL ``LEADERBOARD_BUCKET_TTL_SECONDS``, which settings require to be at least
   ``(longest window + 1) * 60`` seconds; every reader (:meth:`Leaderboard.top`, the windows timer) refuses a
   window longer than the TTL serves (:class:`WindowTooLongError`), so no window is silently cut short.
+- ``eng:seen:<YYYYMMDDHHMM>``: the minute's change log, the version and centis counted per engagement id
+  (64 consecutive ids per field, same TTL as the bucket), so that a change Debezium re-emits at a new Kafka offset (after a Kafka Connect
+  crash, or a re-snapshot) is recognised and counts nothing again.
 - ``eng:wm:<consumer group>:<topic>``: hash partition -> highest Kafka offset already counted.
 - ``zset:eng:window:<W>``: top list of the last ``W`` complete minutes, rebuilt by the timer when the minute
   turns; ``eng:window:meta`` says which minute each window was built for.
 - ``zset:eng:window:adhoc:<W>:<minute>``: a window the timer does not keep, built on first read (60 s TTL).
 
-A batch is pre-aggregated per (minute, content) and applied with one ``EVALSHA`` whose arguments are packed
-one string per bucket (``"member centis member centis ..."``; the script divides by 100), so the client
-sends a handful of arguments rather than three per member. The script also checks and moves the per-partition offset watermark in the same
-atomic step, so a batch that Kafka redelivers (after a
-crash, a rebalance or a retry) is never counted twice, and a batch that overlaps one already counted only adds
-its new records.
+A batch is one ``EVALSHA``: its changes, grouped by minute (one MessagePack array per minute), and the range
+of offsets per partition. The script checks and moves the per-partition offset watermark in the same atomic
+step, so a batch that Kafka redelivers at the same offsets is skipped (the caller resends only the records
+above the watermark), and sets each engagement's counted seconds from its change when the change's version
+(``__source_ts_ms``) is at least the one remembered: an older or repeated change adds nothing.
 
-Scores: ``c`` (insert) and ``r`` (snapshot) add the engagement seconds, ``d`` (delete) subtracts them
-(the row is in the delete record), ``u`` (update) adds nothing (engagement rows are append-only upstream; the
-ClickHouse row is still replaced). Events without a duration (clicks) score 0.
+Scores: an engagement scores its engagement seconds while it exists: ``c`` (insert) and ``r`` (snapshot)
+add them, ``u`` (update) replaces them, ``d`` (delete) takes them off (the row is in the delete record). Events
+without a duration (clicks) score 0. See docs/engagement.md, "Re-emitted changes".
 
 A window of ``W`` minutes at time ``now`` covers the ``W`` complete UTC minutes before the minute of ``now``;
 ``W`` is at most ``(LEADERBOARD_BUCKET_TTL_SECONDS - 60) // 60`` (and never more than 1440).
@@ -29,23 +31,22 @@ A window of ``W`` minutes at time ``now`` covers the ``W`` complete UTC minutes 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import msgspec
 import redis
 
 from shared.engagement.content_store import ContentStore
+from shared.engagement.records import EngagementColumns
 from shared.engagement.redis_io import redis_errors
 from shared.errors import TerminalError, TransientError
 from shared.settings import Settings, leaderboard_max_window_minutes, leaderboard_min_bucket_ttl_seconds
 
+_MSGPACK = msgspec.msgpack.Encoder()
 _APPLY_LUA = resources.files("shared.engagement").joinpath("leaderboard.lua").read_text(encoding="utf-8")
 WINDOW_KEY_TTL_SECONDS = 180
 ADHOC_WINDOW_TTL_SECONDS = 60
@@ -68,9 +69,31 @@ class WindowTooLongError(TerminalError, ValueError):
         self.longest = longest
 
 
-# (index of the record in the batch, epoch minute of event_ts, member (content id), engagement seconds in
-# hundredths, negative for deletes). Records without a score still move the watermark.
-Score = tuple[int, int, str, int]
+# One change of an engagement, as the leaderboard counts it: (index of the record in the batch, epoch minute of
+# event_ts, member (content id), op (c, r, u or d), the row's engagement seconds in hundredths (0 for a click),
+# engagement id, version (the change's source commit time in ms)). Records without a change (dead letters,
+# tombstones) still move the watermark.
+Change = tuple[int, int, str, str, int, int, int]
+
+
+def changes_of(columns: EngagementColumns) -> list[Change]:
+    """The leaderboard changes of decoded engagement rows: every row that scores or may change a score
+    (inserts, snapshot reads and deletes with seconds, every update)."""
+    result: list[Change] = []
+    for i, op, event_id, content_id, ts_ms, duration, version in zip(
+        columns["position"],
+        columns["op"],
+        columns["id"],
+        columns["content_id"],
+        columns["event_ts_ms"],
+        columns["duration_ms"],
+        columns["version_ms"],
+        strict=True,
+    ):
+        centis = 0 if duration is None else (duration + 5) // 10
+        if centis or op == "u":
+            result.append((i, ts_ms // 60_000, content_id, op, centis, event_id, version))
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +108,14 @@ class LeaderboardEntry:
 @dataclass(frozen=True, slots=True)
 class _Call:
     keys: list[str]
-    args: list[str | int]
+    args: list[str | int | bytes]
     tps: list[tuple[str, int]]  # topic-partitions in the order of the script's header
 
 
 class PreparedScores:
-    """A batch's leaderboard update, aggregated and packed, sent by :meth:`apply` (see ``Leaderboard.apply``)."""
+    """A batch's leaderboard update, packed, sent by :meth:`apply` (see ``Leaderboard.apply``)."""
 
-    __slots__ = ("_first", "_scores", "leaderboard", "offsets", "partitions", "topics")
+    __slots__ = ("_changes", "_first", "leaderboard", "offsets", "partitions", "topics")
 
     def __init__(
         self,
@@ -100,25 +123,25 @@ class PreparedScores:
         topics: Sequence[str],
         partitions: Sequence[int],
         offsets: Sequence[int],
-        scores: Sequence[Score] | Callable[[], Sequence[Score]],
+        changes: Sequence[Change] | Callable[[], Sequence[Change]],
         first: _Call | None,
     ) -> None:
         self.leaderboard = leaderboard
         self.topics = topics
         self.partitions = partitions
         self.offsets = offsets
-        self._scores = scores
+        self._changes = changes
         self._first = first
 
     @property
-    def scores(self) -> Sequence[Score]:
-        """The per-record scores (built on first use when they were given as a function)."""
-        if callable(self._scores):
-            self._scores = self._scores()
-        return self._scores
+    def changes(self) -> Sequence[Change]:
+        """The batch's changes (built on first use when they were given as a function)."""
+        if callable(self._changes):
+            self._changes = self._changes()
+        return self._changes
 
     def apply(self) -> int:
-        """Send the update; returns how many records were skipped as already counted.
+        """Send the update; returns how many records were skipped as already counted (by offset).
 
         When some records are at or below a partition's watermark the script writes nothing; the records
         above it are packed again and sent (the watermark may move meanwhile: at most 16 rounds).
@@ -129,9 +152,9 @@ class PreparedScores:
         floor = self.leaderboard._run(call) if call is not None else None
         if floor is None:  # the usual case: nothing of the batch was counted before
             return 0
-        # Some records were counted already: from here on, per record (the scores are built only now).
+        # Some records were counted already: from here on, per record.
         selected = list(range(n))
-        chosen = self.scores
+        chosen = self.changes
         for _ in range(15):
             selected = [
                 i
@@ -141,7 +164,7 @@ class PreparedScores:
             if not selected:
                 return n
             keep = set(selected)
-            chosen = [s for s in chosen if s[0] in keep]
+            chosen = [c for c in chosen if c[0] in keep]
             call = self.leaderboard._pack(topics, partitions, offsets, selected, chosen)
             floor = self.leaderboard._run(call) if call is not None else None
             if floor is None:
@@ -212,6 +235,10 @@ class Leaderboard:
     def bucket_key(self, minute: int) -> str:
         return f"{self.prefix}zset:eng:minute:{minute_name(minute)}"
 
+    def seen_key(self, minute: int) -> str:
+        """The minute's change log: engagement id -> the version and seconds last counted for it."""
+        return f"{self.prefix}eng:seen:{minute_name(minute)}"
+
     def watermark_key(self, topic: str) -> str:
         return f"{self.prefix}eng:wm:{self.consumer_group}:{topic}"
 
@@ -244,63 +271,48 @@ class Leaderboard:
         topics: Sequence[str],
         partitions: Sequence[int],
         offsets: Sequence[int],
-        scores: Sequence[Score],
+        changes: Sequence[Change],
     ) -> int:
-        """Count a batch exactly once. Returns how many records were skipped as already counted.
+        """Count a batch exactly once. Returns how many records were skipped as already counted by offset.
 
         ``topics``, ``partitions`` and ``offsets`` describe every record of the batch (dead letters and
-        tombstones included: they move the watermark too); ``scores`` refer to records by index. A record
-        with an unknown offset (``-1``) is never skipped.
+        tombstones included: they move the watermark too); ``changes`` refer to records by index. A record
+        with an unknown offset (``-1``) is never skipped by offset; its change is still counted at most once.
 
         Raises :class:`TransientError` when Redis is unavailable; nothing is then written (the script is
         atomic) and the host's retry applies the batch.
         """
-        return self.prepare(topics, partitions, offsets, scores).apply()
+        return self.prepare(topics, partitions, offsets, changes).apply()
 
     def prepare(
         self,
         topics: Sequence[str],
         partitions: Sequence[int],
         offsets: Sequence[int],
-        scores: Sequence[Score],
+        changes: Sequence[Change] | Callable[[], Sequence[Change]],
     ) -> PreparedScores:
-        """:meth:`apply` in two steps: aggregate and pack now (no I/O), send with ``.apply()`` later."""
+        """:meth:`apply` in two steps: pack now (no I/O), send with ``.apply()`` later."""
+        chosen = changes() if callable(changes) else changes
         selected = list(range(len(offsets)))
         return PreparedScores(
             self,
             topics,
             partitions,
             offsets,
-            scores,
-            self._pack(topics, partitions, offsets, selected, scores),
+            chosen,
+            self._pack(topics, partitions, offsets, selected, chosen),
         )
 
-    def prepare_totals(
+    def prepare_columns(
         self,
         topics: Sequence[str],
         partitions: Sequence[int],
         offsets: Sequence[int],
-        totals: pa.Table,
-        scores: Callable[[], Sequence[Score]],
+        columns: EngagementColumns,
     ) -> PreparedScores:
-        """:meth:`prepare` of a whole batch whose deltas are already summed: ``totals`` has the columns
-        ``minute``, ``member`` and ``centis`` (one row per minute and member, non-zero), ``scores`` gives the
-        per-record scores should some records turn out to be counted already (then :meth:`prepare`'s path)."""
-        ranges = _offset_ranges(topics, partitions, offsets, list(range(len(offsets))))
-        keys, head = self._header(ranges)
-        packed: list[str] = []
-        if totals.num_rows:
-            totals = totals.sort_by("minute")
-            minutes = totals["minute"].to_numpy()
-            pairs = pc.binary_join_element_wise(
-                totals["member"], pc.cast(totals["centis"], pa.string()), " "
-            ).to_pylist()
-            starts = [0, *(np.flatnonzero(minutes[1:] != minutes[:-1]) + 1).tolist(), len(minutes)]
-            for start, end in itertools.pairwise(starts):
-                keys.append(self.bucket_key(int(minutes[start])))
-                packed.append(" ".join(pairs[start:end]))
-        call = None if not packed and not ranges else _Call(keys, [*head, *packed], list(ranges))
-        return PreparedScores(self, topics, partitions, offsets, scores, call)
+        """:meth:`prepare` of a batch's decoded engagement rows (``columns``; its ``index`` refers to
+        ``offsets``)."""
+        return self.prepare(topics, partitions, offsets, changes_of(columns))
 
     def _header(self, ranges: dict[tuple[str, int], tuple[int, int]]) -> tuple[list[str], list[str | int]]:
         """Watermark keys and the script's leading arguments (``K``, TTL, ``T``, then 4 per topic-partition)."""
@@ -322,24 +334,22 @@ class Leaderboard:
         partitions: Sequence[int],
         offsets: Sequence[int],
         selected: list[int],
-        scores: Sequence[Score],
+        changes: Sequence[Change],
     ) -> _Call | None:
         """Keys and arguments of one script call for the selected records (``None``: nothing to do)."""
         ranges = _offset_ranges(topics, partitions, offsets, selected)
-        totals: dict[int, dict[str, int]] = {}
-        for _, minute, member, centis in scores:
-            bucket = totals.get(minute)
-            if bucket is None:
-                bucket = totals[minute] = {}
-            bucket[member] = bucket.get(member, 0) + centis
+        by_minute: dict[int, list[str | int]] = {}
+        for _, minute, member, op, centis, event_id, version in changes:
+            values = by_minute.get(minute)
+            if values is None:
+                values = by_minute[minute] = []
+            values.extend((event_id, version, op, centis, member))
         keys, head = self._header(ranges)
         tps = list(ranges)
-        packed: list[str] = []
-        for minute, members in totals.items():
-            deltas = " ".join(f"{member} {centis}" for member, centis in members.items() if centis)
-            if deltas:
-                keys.append(self.bucket_key(minute))
-                packed.append(deltas)
+        packed: list[bytes] = []
+        for minute, values in by_minute.items():
+            keys.extend((self.bucket_key(minute), self.seen_key(minute)))
+            packed.append(_MSGPACK.encode(values))
         if not packed and not tps:
             return None
         return _Call(keys, [*head, *packed], tps)

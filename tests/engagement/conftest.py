@@ -1,5 +1,6 @@
-"""Fixtures of the engagement tests: real Kafka and Redis (root fixtures, which fail when missing) and one
-embedded chDB engine per test process, with a fresh database, Redis key prefix and topics per test."""
+"""Fixtures of the engagement tests: real Kafka and Redis (root fixtures, which fail when missing) and the
+embedded chDB engine of the test process (root fixture), with a fresh database, Redis key prefix and topics
+per test."""
 
 from __future__ import annotations
 
@@ -8,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared.settings import load_settings
-from tests.chdb import process_chdb_path
 
 from .support import Env
-
-
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The one chDB engine of this test process (chDB allows one per process)."""
-    return process_chdb_path(tmp_path_factory)
 
 
 @pytest.fixture

@@ -246,6 +246,21 @@ def test_sequence_numbers_going_backwards_start_a_new_epoch(
     assert rows(data_dir, "SELECT epoch, sequence_number FROM lake.raw._streamduck_watermarks") == [(1, 19)]
 
 
+def test_a_recreated_hub_whose_numbering_reaches_exactly_the_watermark_loses_nothing(
+    ingestor: EventHubIngestor, data_dir: Path
+) -> None:
+    """The new numbering's first batch starts at the old watermark's sequence number: that event is new too."""
+    m = ingestor.mapping(1)
+    ingestor.ingest(m, batch(source_events(0, 10)))  # watermark 9
+    recreated = source_events(
+        9, 12, t0=T0 + timedelta(days=1), body=lambda i: json.dumps({"new": i}).encode()
+    )
+    result = ingestor.ingest(m, batch(recreated))
+    assert result is not None and (result.reset, result.written, result.watermark) == (True, 3, 11)
+    ingestor.close()
+    assert rows(data_dir, "SELECT count(*) FROM lake.raw.events_1 WHERE body->>'new' IS NOT NULL") == [(3,)]
+
+
 def test_parallel_partitions_on_the_worker_thread_pool(ingestor: EventHubIngestor, data_dir: Path) -> None:
     m = ingestor.mapping(1)
     errors: list[BaseException] = []

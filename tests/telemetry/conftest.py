@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,6 @@ from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
     NumberDataPoint,
 )
-
-from tests.chdb import process_chdb_path
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 
@@ -120,8 +117,3 @@ def recorded() -> Recorded:
     reader = _reader()
     reader.get_metrics_data()  # drop what earlier tests recorded
     return Recorded(reader)
-
-
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return process_chdb_path(tmp_path_factory)
