@@ -135,7 +135,7 @@ def test_kafka_pipeline_exact_after_kill_9(
 
 
 def test_eventhubs_pipeline_exact_after_kill_9(
-    tmp_path: Path, azurite_connection_string: str, unique_name: str
+    tmp_path: Path, azurite_connection_string: str, unique_name: str, redis_url: str, kafka_brokers: str
 ) -> None:
     per_partition, batch, partitions = 1500, 100, 4
     env = base_env(
@@ -198,7 +198,10 @@ def test_eventhubs_pipeline_exact_after_kill_9(
     assert rows == distinct == per_partition * partitions
     assert per_part == {str(p): per_partition - 1 for p in range(partitions)}
 
-    status_env = {k: v for k, v in env.items() if k != "EVENTHUB_NAMESPACE"}  # no hub to ask for lag
+    # No hub to ask for lag; the local Kafka and Redis, so that status can read every store it reports on
+    # (an unreachable store makes it exit 4).
+    status_env = {k: v for k, v in env.items() if k != "EVENTHUB_NAMESPACE"}
+    status_env.update(REDIS_URL=redis_url, KAFKA_BROKERS=kafka_brokers)
     status = run_cli("status", "--json", env=status_env, cwd=tmp_path)
     assert status.code == 0, status.stderr
     (mapping,) = status.json()["mappings"]
