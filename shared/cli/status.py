@@ -37,6 +37,29 @@ def render(report: dict[str, Any]) -> None:
             if m.get(key):
                 out.print(f"  [yellow]{key.replace('_', ' ')}:[/] {m[key]}", markup=True)
     k = report["kafka"]
+    if k.get("not_configured"):
+        out.print(f"Kafka consumer group {k['consumer_group']}: not configured ({k['not_configured']})")
+    else:
+        _render_kafka(k)
+    dl = report["engagement_dead_letters"]
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in dl["by_kind"].items()) or "none"
+    if dl.get("error"):
+        kinds = f"- ([yellow]{escape(dl['error'])}[/])"
+    out.print(f"Engagement dead letters ({escape(dl['store'])}, {escape(dl['table'])}): {kinds}")
+    lb = report["leaderboard"]
+    table = Table(title=f"Leaderboard, last {lb.get('window_minutes')} minutes", title_justify="left")
+    for column in ("#", "content", "title", "score"):
+        table.add_column(column)
+    for i, e in enumerate(lb.get("entries", []), 1):
+        table.add_row(
+            str(i), str(e.get("content_id")), str(e.get("title") or "-"), f"{float(e.get('score', 0)):,.2f}"
+        )
+    out.print(table)
+    if lb.get("error"):
+        out.print(f"  [yellow]leaderboard:[/] {lb['error']}")
+
+
+def _render_kafka(k: dict[str, Any]) -> None:
     table = Table(title=f"Kafka consumer group {k['consumer_group']}", title_justify="left")
     for column in ("topic", "partition", "committed", "high watermark", "lag"):
         table.add_column(column)
@@ -54,19 +77,3 @@ def render(report: dict[str, Any]) -> None:
     out.print(table)
     if k.get("error"):
         out.print(f"  [yellow]kafka:[/] {k['error']}")
-    dl = report["engagement_dead_letters"]
-    kinds = ", ".join(f"{kind}: {n}" for kind, n in dl["by_kind"].items()) or "none"
-    if dl.get("error"):
-        kinds = f"- ([yellow]{escape(dl['error'])}[/])"
-    out.print(f"Engagement dead letters ({escape(dl['store'])}, {escape(dl['table'])}): {kinds}")
-    lb = report["leaderboard"]
-    table = Table(title=f"Leaderboard, last {lb.get('window_minutes')} minutes", title_justify="left")
-    for column in ("#", "content", "title", "score"):
-        table.add_column(column)
-    for i, e in enumerate(lb.get("entries", []), 1):
-        table.add_row(
-            str(i), str(e.get("content_id")), str(e.get("title") or "-"), f"{float(e.get('score', 0)):,.2f}"
-        )
-    out.print(table)
-    if lb.get("error"):
-        out.print(f"  [yellow]leaderboard:[/] {lb['error']}")

@@ -291,6 +291,17 @@ def leaderboard(settings: Settings, *, top: int, window: int) -> dict[str, Any]:
     return result
 
 
+def kafka_not_configured(settings: Settings) -> dict[str, Any]:
+    """The Kafka part when ``KAFKA_BROKERS`` is not set (the demo feeds the functions without a broker): nothing
+    to ask, and nothing unavailable."""
+    return {
+        "consumer_group": settings.kafka_consumer_group,
+        "topics": [],
+        "error": None,
+        "not_configured": "KAFKA_BROKERS is not set: no broker to ask for the consumer group's lag",
+    }
+
+
 def collect(
     settings: Settings, environ: Mapping[str, str], *, top: int, window: int, timeout: float
 ) -> dict[str, Any]:
@@ -301,7 +312,9 @@ def collect(
         mappings.append(part)
     report: dict[str, Any] = {
         "mappings": mappings,
-        "kafka": kafka_status(settings, timeout),
+        "kafka": kafka_status(settings, timeout)
+        if "KAFKA_BROKERS" in environ
+        else kafka_not_configured(settings),
         "engagement_dead_letters": engagement_dead_letters(settings),
         "leaderboard": leaderboard(settings, top=top, window=window),
     }
