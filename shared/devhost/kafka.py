@@ -164,6 +164,8 @@ class KafkaSource:
         self.phases = KafkaPhases()
         # Empty fetches and lag reports since the last batch: counted once another batch follows them.
         self._pending_idle = self._pending_lag = 0.0
+        # (topic, partition) -> the offset this source last committed there (the lag report's base).
+        self._committed: dict[tuple[str, int], int] = {}
         self._assigned: list[Any] = []
         self._lag_error: str | None = None  # why the last lag request failed (None: it succeeded)
 
@@ -200,6 +202,7 @@ class KafkaSource:
 
         def on_revoke(c: Any, partitions: list[Any]) -> None:
             self._assigned = []
+            self._committed.clear()  # the next owner commits from here on
 
         consumer.subscribe([self.fn.source], on_assign=on_assign, on_revoke=on_revoke)
         last_lag = last_probe = 0.0
@@ -296,6 +299,7 @@ class KafkaSource:
                 consumer.commit(
                     offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False
                 )
+                self._committed.update(ends)
             except KafkaException as exc:
                 # Lost the partition (rebalance): the new owner replays from the last commit.
                 log.warning("%s: commit failed, batch will be delivered again: %s", self.fn.name, exc)
@@ -322,12 +326,20 @@ class KafkaSource:
         if not assigned:
             return
         try:
-            positions = consumer.committed(assigned, timeout=2)
+            # Between batches, without a broker round trip when the answer is known: the offsets this source
+            # committed itself, and the high watermarks of the last fetch responses (librdkafka's cache).
+            # Only a partition not committed here yet, or not fetched yet, is asked of the broker.
+            unknown = [tp for tp in assigned if (tp.topic, tp.partition) not in self._committed]
+            asked = consumer.committed(unknown, timeout=2) if unknown else []
+            committed = {(tp.topic, tp.partition): tp.offset for tp in asked}
+            committed.update(self._committed)
             lags: list[tuple[str, int]] = []
-            for tp in positions:
-                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
-                committed = tp.offset if tp.offset >= 0 else _low
-                lags.append((str(tp.partition), max(0, high - committed)))
+            for tp in assigned:
+                position = committed.get((tp.topic, tp.partition), -1)
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0 or (position < 0 and low < 0):
+                    low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                lags.append((str(tp.partition), max(0, high - (position if position >= 0 else low))))
         except KafkaException as exc:
             # Only the broker requests are expected to fail here (timeout, broker down, rebalance): the lag is
             # a report, and consuming and committing go on, so the failure is logged with its reason and the
