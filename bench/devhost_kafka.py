@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "build_kafka_events": round(phases.build * per_batch, 2),
             "function": round(phases.function * per_batch, 2),
             "output_binding": round(phases.output * per_batch, 2),
+            "function_and_output_thread_cpu": round(phases.function_cpu * per_batch, 2),
             "commit": round(phases.commit * per_batch, 2),
             "empty_fetches": round(phases.idle * per_batch, 2),
             "lag_reports": round(phases.lag * per_batch, 2),

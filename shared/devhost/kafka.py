@@ -125,6 +125,7 @@ class KafkaPhases:
     fetch: float = 0.0
     build: float = 0.0
     function: float = 0.0
+    function_cpu: float = 0.0  # the batch thread's CPU time in the function and its output binding
     output: float = 0.0
     commit: float = 0.0
     idle: float = 0.0  # consumer calls that returned nothing, between two batches
@@ -286,9 +287,10 @@ class KafkaSource:
         output_before = self.outputs.seconds
         for unit, payload in units:
             label = ",".join(sorted({str(m.partition) for m in unit}))
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self.outputs.deliver, label=label)
             invoked = time.perf_counter()
+            phases.function_cpu += time.thread_time() - cpu_started
             if outcome.status == "abandoned":
                 self.stats.batch_done(self.fn.name, label, len(unit), "", "abandoned")
                 return False

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from shared.devhost.functions import HostedFunction
 from shared.errors import TransientError
 from shared.settings import Settings
@@ -25,6 +27,10 @@ class OutputMessage:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+# The envelopes' decoder: msgspec's is about twice as fast as json.loads on these ~1 KB objects.
+_decode = msgspec.json.Decoder().decode
 
 
 def _text(value: Any) -> bytes:
@@ -42,9 +48,12 @@ def output_messages(value: Any) -> list[OutputMessage]:
         parsed: Any = None
         if raw[:1] == b"{":
             try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
+                parsed = _decode(raw)
+            except msgspec.DecodeError:
+                try:  # what the stricter decoder refuses and Python's accepts (NaN, Infinity)
+                    parsed = json.loads(raw)
+                except ValueError:
+                    parsed = None
         if isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed):
             inner = parsed.get("Value", parsed.get("value"))
             key = parsed.get("Key", parsed.get("key"))
