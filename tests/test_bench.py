@@ -48,6 +48,8 @@ def test_eventhubs_benchmark_lands_every_event_and_reports_the_floor() -> None:
             "decode_alone_ms_per_batch",
             "insert_commit_alone_ms_per_batch",
             "events_per_s_decode_and_insert_alone",
+            "statements_per_batch",
+            "round_trips_per_batch",
         ):
             assert run[figure] > 0, figure
 
