@@ -65,6 +65,8 @@ def test_enrichment_benchmark_lands_every_event_and_times_each_phase(redis_url: 
         "python_alone_ms_per_batch",
         "clickhouse_insert_alone_ms_per_batch",
         "redis_script_alone_ms_per_batch",
+        "sequential_floor_ms_per_batch",
+        "function_to_sequential_floor",
     ):
         assert result[figure] > 0, figure
 
