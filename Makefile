@@ -66,7 +66,9 @@ services-down: ## Stop the local services started by services-up
 	bash scripts/services.sh stop
 
 .PHONY: bench
-bench: venv ## Benchmarks: Event Hubs -> DuckDB and Kafka enrichment (print JSON)
+bench: venv ## Benchmarks: Event Hubs -> DuckDB, Kafka enrichment, the dev host on Kafka, cold start (print JSON)
 	$(PY) -m bench.eventhubs_ingest
-	bash scripts/services.sh install redis && bash scripts/services.sh start redis
+	bash scripts/services.sh install redis kafka && bash scripts/services.sh start redis kafka
 	source .services/env && $(PY) -m bench.engagement_enrich
+	source .services/env && $(PY) -m bench.devhost_kafka
+	source .services/env && $(PY) -m bench.cold_start

@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # database): the Python part (decode, content lookup, enrichment, envelopes, leaderboard packing), the
         # ClickHouse insert, the Redis script. The function overlaps the first two, never the last two.
         **{f"{phase}_alone_ms_per_batch": round(seconds * per_batch, 2) for phase, seconds in alone.items()},
+        # The sequential floor: the three phases alone, back to back (what must precede the insert, the
+        # insert, the script); the function's ratio to it (1.0: no overhead, below 1: its overlap wins).
+        "sequential_floor_ms_per_batch": round(sum(alone.values()) * per_batch, 2),
+        "function_to_sequential_floor": round(elapsed / sum(alone.values()), 3),
         "clickhouse_rows": int(rows),
         "published_envelopes": published,
         "cpu_count": os.cpu_count(),

@@ -57,25 +57,9 @@ def make_bodies(n: int, seed: int = 7) -> list[bytes]:
 def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) -> dict[str, Any]:
     import function_app
     from shared.appindex import user_function
-    from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
 
     fn = user_function(function_app.app, "eventhub_to_motherduck_1")
-    t0 = datetime(2026, 11, 22, tzinfo=UTC)
-    partition = PartitionInfo("0", "bench", "$Default", "bench.servicebus.windows.net")
-    batches = []
-    for start in range(0, events, batch):
-        chunk = [
-            SourceEvent(
-                body=bodies[i % len(bodies)],
-                sequence_number=i,
-                offset=str(i * 512),
-                enqueued_time=t0 + timedelta(milliseconds=i),
-                partition_key=None,
-                properties={"source": "bench"},
-            )
-            for i in range(start, min(start + batch, events))
-        ]
-        batches.append(to_function_batch(chunk, partition))
+    batches = _batches(bodies, 0, events, batch)
     fn(batches[0][:1])  # warm-up: tables, connection
     # The host builds each batch just before the call; here all of them exist up front. Keep the garbage
     # collector from re-scanning those prebuilt inputs on every collection (it would bill the function for
@@ -97,6 +81,7 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
     rows = cur.execute("SELECT count(*) FROM bench.raw.events").fetchall()[0][0]
     floor = _floor(cur, batches, function_app.settings)
     cur.close()
+    calls = _calls_per_batch(fn, _batches(bodies, events, events + 5 * batch, batch))
     per_batch = 1000 / len(batches)
     return {
         "batch": batch,
@@ -110,7 +95,95 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
         "decode_alone_ms_per_batch": round(floor["decode"] * per_batch, 2),
         "insert_commit_alone_ms_per_batch": round(floor["insert"] * per_batch, 2),
         "events_per_s_decode_and_insert_alone": round(events / (floor["decode"] + floor["insert"])),
+        # Per batch, as DuckDB logs them, and the calls into the engine (with MotherDuck, network round
+        # trips); the floor's bare transaction is 3 statements in 3 calls.
+        "statements_per_batch": calls["statements"],
+        "round_trips_per_batch": calls["round_trips"],
+        "floor_statements_per_batch": 3,
     }
+
+
+def _batches(bodies: list[bytes], first: int, end: int, batch: int) -> list[Any]:
+    """``func.EventHubEvent`` batches of events ``first`` to ``end`` (sequence numbers), as the host builds them."""
+    from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
+
+    t0 = datetime(2026, 11, 22, tzinfo=UTC)
+    partition = PartitionInfo("0", "bench", "$Default", "bench.servicebus.windows.net")
+    batches = []
+    for start in range(first, end, batch):
+        chunk = [
+            SourceEvent(
+                body=bodies[i % len(bodies)],
+                sequence_number=i,
+                offset=str(i * 512),
+                enqueued_time=t0 + timedelta(milliseconds=i),
+                partition_key=None,
+                properties={"source": "bench"},
+            )
+            for i in range(start, min(start + batch, end))
+        ]
+        batches.append(to_function_batch(chunk, partition))
+    return batches
+
+
+class _CountingCursor:
+    """A DuckDB cursor that counts the calls that reach the engine (each a round trip with MotherDuck)."""
+
+    calls = 0
+
+    def __init__(self, inner: duckdb.DuckDBPyConnection) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name in {"execute", "executemany", "sql", "query"}:
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                _CountingCursor.calls += 1
+                result = attr(*args, **kwargs)
+                return self if result is self._inner else result
+
+            return counted
+        return attr
+
+
+def _calls_per_batch(fn: Any, batches: list[Any]) -> dict[str, float]:
+    """Statements (DuckDB's query log) and engine calls per batch for ``batches``, after the timed run."""
+    from shared.duck.connection import DuckConnections
+
+    original = DuckConnections.cursor
+
+    def cursor(self: DuckConnections, *args: Any, **kwargs: Any) -> Any:
+        return _CountingCursor(original(self, *args, **kwargs))
+
+    DuckConnections.cursor = cursor  # type: ignore[method-assign]
+    try:
+        probe = cursor.__get__(_connections())("bench")
+        probe.execute(
+            "SET GLOBAL python_scan_all_frames = true"
+        )  # the sink names its Arrow table in its frame
+        probe.execute("CALL enable_logging('QueryLog')")
+        probe.execute("CALL truncate_duckdb_logs()")
+        _CountingCursor.calls = 0
+        for b in batches:
+            fn(b)
+        calls = _CountingCursor.calls
+        statements = probe.execute("SELECT count(*) FROM duckdb_logs WHERE type = 'QueryLog'").fetchall()[0][
+            0
+        ]
+        probe.execute("CALL disable_logging()")
+        probe.execute("SET GLOBAL python_scan_all_frames = false")
+        probe.close()
+    finally:
+        DuckConnections.cursor = original  # type: ignore[method-assign]
+    return {"statements": round(statements / len(batches), 1), "round_trips": round(calls / len(batches), 1)}
+
+
+def _connections() -> Any:
+    import function_app
+    from shared.eventhubs import default_ingestor
+
+    return default_ingestor(function_app.settings).connections
 
 
 def _floor(cur: duckdb.DuckDBPyConnection, batches: list[Any], settings: Any) -> dict[str, float]:

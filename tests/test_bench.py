@@ -8,6 +8,7 @@ and every figure the README and the JSON promise is there and positive. Each run
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -17,10 +18,11 @@ import pytest
 from tests.conftest import ROOT
 
 
-def _bench(module: str, *args: str) -> dict[str, Any]:
+def _bench(module: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         check=True,
@@ -46,6 +48,8 @@ def test_eventhubs_benchmark_lands_every_event_and_reports_the_floor() -> None:
             "decode_alone_ms_per_batch",
             "insert_commit_alone_ms_per_batch",
             "events_per_s_decode_and_insert_alone",
+            "statements_per_batch",
+            "round_trips_per_batch",
         ):
             assert run[figure] > 0, figure
 
@@ -61,5 +65,49 @@ def test_enrichment_benchmark_lands_every_event_and_times_each_phase(redis_url: 
         "python_alone_ms_per_batch",
         "clickhouse_insert_alone_ms_per_batch",
         "redis_script_alone_ms_per_batch",
+        "sequential_floor_ms_per_batch",
+        "function_to_sequential_floor",
     ):
         assert result[figure] > 0, figure
+
+
+@pytest.mark.integration
+def test_devhost_benchmark_drains_every_event_and_says_where_the_time_went(
+    redis_url: str, kafka_brokers: str
+) -> None:
+    result = _bench(
+        "bench.devhost_kafka",
+        "--events",
+        "2500",
+        "--redis-url",
+        redis_url,
+        "--idle",
+        "1",
+        env={"KAFKA_BROKERS": kafka_brokers},
+    )
+    assert result["events_consumed"] == 2500
+    assert result["batches"] >= 3  # host.json's batch of 1,000
+    for figure in (
+        "devhost_events_per_second",
+        "function_only_events_per_second",
+        "devhost_to_function_ratio",
+        "seconds_first_fetch_to_last_commit",
+    ):
+        assert result[figure] > 0, figure
+    phases = result["ms_per_batch"]
+    for phase in ("fetch", "build_kafka_events", "function", "output_binding", "commit"):
+        assert phases[phase] > 0, phase
+    assert {"empty_fetches", "lag_reports", "unaccounted"} <= set(phases)
+
+
+@pytest.mark.integration
+def test_cold_start_benchmark_times_the_import_and_each_first_batch(redis_url: str) -> None:
+    result = _bench("bench.cold_start", "--redis-url", redis_url, "--top", "5")
+    assert result["forbidden_modules_loaded"] == []
+    assert result["import_ms"] > 0
+    for function in ("eventhubs", "enrich"):
+        for figure in ("import_ms", "first_batch_ms", "second_batch_ms"):
+            assert result[function][figure] > 0, (function, figure)
+    assert result["import_and_first_eventhubs_batch_ms"] > result["import_ms"]
+    assert len(result["top_imports"]) == 5
+    assert result["top_imports"][0]["module"] == "function_app"

@@ -252,6 +252,8 @@ class DevHost:
         self.failures: list[str] = []
         # Function -> why its source never connected (plain sentence), when the host gave up on it.
         self.unreachable: dict[str, str] = {}
+        # Function -> its Kafka source (its ``phases`` say where the time went).
+        self.kafka_sources: dict[str, Any] = {}
 
     def _runner(self, p: PlannedFunction) -> Callable[[], None]:
         if p.fn.kind is TriggerKind.TIMER:
@@ -270,6 +272,7 @@ class DevHost:
                 self.stop,
                 start_from=self.start_from,
             )
+            self.kafka_sources[p.fn.name] = k_source
             return k_source.run
         from shared.devhost.eventhubs import EventHubBatching, EventHubSource, hub_connection, storage_target
 

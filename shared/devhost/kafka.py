@@ -110,6 +110,30 @@ def to_kafka_event(message: KafkaMessage) -> func.KafkaEvent:
     return decoded
 
 
+@dataclass
+class KafkaPhases:
+    """Where a Kafka source's time went (seconds, summed over its batches): the benchmark's breakdown.
+
+    ``fetch`` is the consumer call that returned messages and their conversion, ``build`` the trigger
+    payload (``func.KafkaEvent`` objects), ``function`` the user function, ``output`` the output binding's
+    produce and flush, ``commit`` the offset commit. ``first_fetch`` / ``last_commit`` are ``perf_counter``
+    readings: from the start of the first fetch that returned messages to the end of the last commit.
+    """
+
+    batches: int = 0
+    messages: int = 0
+    fetch: float = 0.0
+    build: float = 0.0
+    function: float = 0.0
+    function_cpu: float = 0.0  # the batch thread's CPU time in the function and its output binding
+    output: float = 0.0
+    commit: float = 0.0
+    idle: float = 0.0  # consumer calls that returned nothing, between two batches
+    lag: float = 0.0  # the lag reports' broker requests, between two batches
+    first_fetch: float | None = None
+    last_commit: float | None = None
+
+
 @dataclass(frozen=True)
 class KafkaBatching:
     max_batch_size: int = 64
@@ -138,6 +162,11 @@ class KafkaSource:
         self.stop = stop
         self.start_from = start_from
         self.outputs = OutputProducer(fn, settings)
+        self.phases = KafkaPhases()
+        # Empty fetches and lag reports since the last batch: counted once another batch follows them.
+        self._pending_idle = self._pending_lag = 0.0
+        # (topic, partition) -> the offset this source last committed there (the lag report's base).
+        self._committed: dict[tuple[str, int], int] = {}
         self._assigned: list[Any] = []
         self._lag_error: str | None = None  # why the last lag request failed (None: it succeeded)
 
@@ -174,6 +203,7 @@ class KafkaSource:
 
         def on_revoke(c: Any, partitions: list[Any]) -> None:
             self._assigned = []
+            self._committed.clear()  # the next owner commits from here on
 
         consumer.subscribe([self.fn.source], on_assign=on_assign, on_revoke=on_revoke)
         last_lag = last_probe = 0.0
@@ -182,15 +212,25 @@ class KafkaSource:
                 if not self.stats.is_connected(self.fn.name) and time.monotonic() - last_probe > 1.0:
                     last_probe = time.monotonic()
                     self._probe(consumer)
+                fetch_started = time.perf_counter()
                 raw = consumer.consume(
                     num_messages=self.batching.max_batch_size, timeout=self.batching.max_wait_seconds
                 )
                 messages = self._messages(raw)
-                if messages and not self._process(consumer, messages):
-                    break
+                if messages:
+                    if self.phases.first_fetch is None:
+                        self.phases.first_fetch = fetch_started
+                    self.phases.fetch += time.perf_counter() - fetch_started
+                    if not self._process(consumer, messages):
+                        break
+                elif self.phases.first_fetch is not None:
+                    self._pending_idle += time.perf_counter() - fetch_started
                 if time.monotonic() - last_lag > 2.0:
+                    lag_started = time.perf_counter()
                     self._update_lag(consumer)
                     last_lag = time.monotonic()
+                    if self.phases.first_fetch is not None:
+                        self._pending_lag += time.perf_counter() - lag_started
         finally:
             consumer.close()
             self.outputs.close()
@@ -234,6 +274,8 @@ class KafkaSource:
         from confluent_kafka import KafkaException, TopicPartition
 
         self.stats.touch()
+        phases = self.phases
+        started = time.perf_counter()
         data_type = str(self.fn.trigger.get("dataType", "binary"))
         if self.fn.many:
             units: list[tuple[list[KafkaMessage], Any]] = [
@@ -241,9 +283,14 @@ class KafkaSource:
             ]
         else:
             units = [([m], to_kafka_event(m)) for m in messages]
+        phases.build += time.perf_counter() - started
+        output_before = self.outputs.seconds
         for unit, payload in units:
             label = ",".join(sorted({str(m.partition) for m in unit}))
+            started, cpu_started = time.perf_counter(), time.thread_time()
             outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self.outputs.deliver, label=label)
+            invoked = time.perf_counter()
+            phases.function_cpu += time.thread_time() - cpu_started
             if outcome.status == "abandoned":
                 self.stats.batch_done(self.fn.name, label, len(unit), "", "abandoned")
                 return False
@@ -254,12 +301,24 @@ class KafkaSource:
                 consumer.commit(
                     offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False
                 )
+                self._committed.update(ends)
             except KafkaException as exc:
                 # Lost the partition (rebalance): the new owner replays from the last commit.
                 log.warning("%s: commit failed, batch will be delivered again: %s", self.fn.name, exc)
+            phases.last_commit = time.perf_counter()
+            phases.commit += phases.last_commit - invoked
+            phases.function += invoked - started
+            phases.batches += 1
+            phases.messages += len(unit)
             for (_, partition), end in ends.items():
                 count = sum(1 for m in unit if m.partition == partition)
                 self.stats.batch_done(self.fn.name, str(partition), count, str(end), outcome.status)
+        output = self.outputs.seconds - output_before
+        phases.function -= output
+        phases.output += output
+        phases.idle += self._pending_idle
+        phases.lag += self._pending_lag
+        self._pending_idle = self._pending_lag = 0.0
         return True
 
     def _update_lag(self, consumer: Any) -> None:
@@ -269,12 +328,20 @@ class KafkaSource:
         if not assigned:
             return
         try:
-            positions = consumer.committed(assigned, timeout=2)
+            # Between batches, without a broker round trip when the answer is known: the offsets this source
+            # committed itself, and the high watermarks of the last fetch responses (librdkafka's cache).
+            # Only a partition not committed here yet, or not fetched yet, is asked of the broker.
+            unknown = [tp for tp in assigned if (tp.topic, tp.partition) not in self._committed]
+            asked = consumer.committed(unknown, timeout=2) if unknown else []
+            committed = {(tp.topic, tp.partition): tp.offset for tp in asked}
+            committed.update(self._committed)
             lags: list[tuple[str, int]] = []
-            for tp in positions:
-                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
-                committed = tp.offset if tp.offset >= 0 else _low
-                lags.append((str(tp.partition), max(0, high - committed)))
+            for tp in assigned:
+                position = committed.get((tp.topic, tp.partition), -1)
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0 or (position < 0 and low < 0):
+                    low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                lags.append((str(tp.partition), max(0, high - (position if position >= 0 else low))))
         except KafkaException as exc:
             # Only the broker requests are expected to fail here (timeout, broker down, rebalance): the lag is
             # a report, and consuming and committing go on, so the failure is logged with its reason and the

@@ -9,9 +9,12 @@ invocation (and is retried) before any checkpoint or commit.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from shared.devhost.functions import HostedFunction
 from shared.errors import TransientError
@@ -24,6 +27,10 @@ class OutputMessage:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+# The envelopes' decoder: msgspec's is about twice as fast as json.loads on these ~1 KB objects.
+_decode = msgspec.json.Decoder().decode
 
 
 def _text(value: Any) -> bytes:
@@ -41,9 +48,12 @@ def output_messages(value: Any) -> list[OutputMessage]:
         parsed: Any = None
         if raw[:1] == b"{":
             try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
+                parsed = _decode(raw)
+            except msgspec.DecodeError:
+                try:  # what the stricter decoder refuses and Python's accepts (NaN, Infinity)
+                    parsed = json.loads(raw)
+                except ValueError:
+                    parsed = None
         if isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed):
             inner = parsed.get("Value", parsed.get("value"))
             key = parsed.get("Key", parsed.get("key"))
@@ -73,8 +83,16 @@ class OutputProducer:
         self.fn = fn
         self.settings = settings
         self._producer: Any = None
+        self.seconds = 0.0  # time spent producing and flushing (the dev host's breakdown)
 
     def deliver(self, outputs: Mapping[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            self._deliver(outputs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _deliver(self, outputs: Mapping[str, Any]) -> None:
         from confluent_kafka import Producer
 
         from shared.kafkaconfig import client_config
