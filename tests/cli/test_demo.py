@@ -118,7 +118,9 @@ def test_demo_then_status_then_stop_keeps_the_results(folder: Path) -> None:
 
     # status in the same folder, with nothing configured: the demo's mapping and its leaderboard.
     status = run_cli("status", "--json", "--timeout", "2", env=env, cwd=folder, timeout=120)
-    assert status.code == 0, status.stderr  # the demo needs no broker: Kafka is not configured, not unavailable
+    assert status.code == 0, (
+        status.stderr
+    )  # the demo needs no broker: Kafka is not configured, not unavailable
     report = status.json()
     assert report["unavailable"] == [] and report["kafka"]["not_configured"]
     (seen,) = report["mappings"]
