@@ -54,7 +54,7 @@ package-size: ## Install requirements.txt as the Functions remote build does; fa
 
 .PHONY: test-unit
 test-unit: venv ## Tests that need no service (not marked integration), no service started: under a minute
-	$(PY) -m pytest -m "not integration" $(ARGS)
+	$(PY) -m pytest -m "not integration" -n 2 $(ARGS)
 
 .PHONY: services-up
 services-up: venv ## Install and start Redis, Kafka, Azurite, PostgreSQL, Kafka Connect on 127.0.0.1 (env in .services/env)

@@ -224,6 +224,7 @@ def test_dry_run_shows_the_mapping_batch_and_the_functions_host_batch(tmp_path: 
     )
 
 
+@pytest.mark.slow  # the Kafka client retries the closed port before it gives up
 def test_simulate_without_its_broker_exits_4_in_plain_words(tmp_path: Path) -> None:
     env = base_env(tmp_path, KAFKA_BROKERS="127.0.0.1:1", COLUMNS="80")
     result = run_cli("simulate", "--count", "5", "--rate", "0", env=env, cwd=tmp_path, timeout=60)

@@ -6,6 +6,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import ROOT, base_env, run_cli, start_cli, stop, wait_for
 
 SENTENCE = (
@@ -20,6 +22,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # waits out --connect-timeout against a closed port
 def test_kafka_down_is_reported_and_ends_the_run_with_exit_4(tmp_path: Path) -> None:
     port = closed_port()
     env = base_env(tmp_path, KAFKA_BROKERS=f"127.0.0.1:{port}", COLUMNS="80")
@@ -39,6 +42,7 @@ def test_kafka_down_is_reported_and_ends_the_run_with_exit_4(tmp_path: Path) -> 
     assert result.stderr.splitlines()[-1] == f"error: {SENTENCE.format(port=port)}"
 
 
+@pytest.mark.slow  # waits for progress lines while the broker never answers
 def test_progress_lines_name_the_source_that_is_not_connected(tmp_path: Path) -> None:
     port = closed_port()
     env = base_env(tmp_path, KAFKA_BROKERS=f"127.0.0.1:{port}", COLUMNS="80")

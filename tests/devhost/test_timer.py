@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 
 import azure.functions as func
+import pytest
 
 from shared.devhost.functions import HostedFunction, TriggerKind
 from shared.devhost.retry import Invoker
@@ -16,6 +17,7 @@ from shared.devhost.timer import TimerSource
 from shared.settings import load_settings
 
 
+@pytest.mark.slow  # waits for the clock to reach the scheduled seconds
 def test_a_timer_fires_on_each_scheduled_second_until_stopped() -> None:
     fired: list[tuple[datetime, bool]] = []
 
