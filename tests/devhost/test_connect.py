@@ -47,9 +47,17 @@ def test_progress_lines_name_the_source_that_is_not_connected(tmp_path: Path) ->
     port = closed_port()
     env = base_env(tmp_path, KAFKA_BROKERS=f"127.0.0.1:{port}", COLUMNS="80")
     result = run_cli(
-        "run", "-f", "engagement_enrich", "--app-dir", str(ROOT), "--connect-timeout", "12",
-        env=env, cwd=tmp_path, timeout=90,
-    )  # fmt: skip
+        "run",
+        "-f",
+        "engagement_enrich",
+        "--app-dir",
+        str(ROOT),
+        "--connect-timeout",
+        "25",
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )  # fmt: skip  (progress lines come every 10 s: 25 s leaves room for two on a busy machine)
     assert result.code == 4
     assert f"engagement_enrich: not connected: {SENTENCE.format(port=port)}" in result.stderr.splitlines()
 
