@@ -105,10 +105,6 @@ def _meta_list(metadata: Mapping[str, Any] | None, name: str) -> list[Any] | Non
     raise BatchMetadataError(f"trigger metadata {name} has an unreadable form: {type(value).__name__}")
 
 
-def _header_list(raw: object) -> list[Any]:
-    return raw if isinstance(raw, list) else []
-
-
 class TriggerBatch:
     """One trigger batch as columns: value bytes (``None`` for a tombstone) and position of each record.
 
