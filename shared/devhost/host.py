@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from shared.devhost.functions import HostedFunction, TriggerKind
+from shared.devhost.kafka import KafkaBatching
 from shared.devhost.policy import parse_timespan
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
@@ -43,6 +44,7 @@ class PlannedFunction:
     # What the Functions host would use in Azure (host.json only: no MOTHERDUCK_N_BATCH, no --batch-size).
     host_batch_size: int | None = None
     host_batch_size_from: str = ""
+    kafka: KafkaBatching | None = None  # a Kafka trigger's host.json settings
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -139,21 +141,23 @@ def plan(
             host_size, host_source = size, source
             if batch_override:
                 size, source = batch_override, "--batch-size"
-            wait = float(kafka.get("subscriberIntervalInSeconds", 1))
+            batching = KafkaBatching.from_host_json(kafka, max_batch_size=size if fn.many else 1)
             brokers = client_config(settings, fn.connection)["bootstrap.servers"]
             planned.append(
                 PlannedFunction(
                     fn,
                     size if fn.many else 1,
                     source if fn.many else "cardinality one",
-                    wait,
+                    batching.max_wait_seconds,
                     None,
                     f"{brokers} ({settings.kafka_protocol.value})",
-                    f"Kafka consumer group {fn.consumer_group} (commit after the function)",
+                    f"Kafka consumer group {fn.consumer_group} (offsets stored after the function, "
+                    f"committed every {batching.auto_commit_interval_ms} ms)",
                     _targets(fn, settings),
                     True,
                     host_batch_size=host_size if fn.many else 1,
                     host_batch_size_from=host_source if fn.many else "cardinality one",
+                    kafka=batching,
                 )
             )
         elif fn.kind is TriggerKind.EVENT_HUB:
@@ -261,12 +265,12 @@ class DevHost:
 
             return TimerSource(p.fn, self.settings, self.invoker, self.stats, self.stop).run
         if p.fn.kind is TriggerKind.KAFKA:
-            from shared.devhost.kafka import KafkaBatching, KafkaSource
+            from shared.devhost.kafka import KafkaSource
 
             k_source = KafkaSource(
                 p.fn,
                 self.settings,
-                KafkaBatching(p.batch_size, p.max_wait_seconds or 1.0),
+                p.kafka or KafkaBatching(p.batch_size, p.max_wait_seconds or 1.0),
                 self.invoker,
                 self.stats,
                 self.stop,

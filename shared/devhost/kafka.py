@@ -1,11 +1,20 @@
-"""Kafka trigger source: confluent-kafka consumer, ``func.KafkaEvent`` batches, commit after the function.
+"""Kafka trigger source: confluent-kafka consumer, ``func.KafkaEvent`` batches, offsets stored after the function.
 
-Mirrors the Kafka extension: the consumer group and topic come from the trigger binding; a batch holds up to
-``maxBatchSize`` messages (host.json ``extensions.kafka.maxBatchSize``, default 64) collected for at most
-``subscriberIntervalInSeconds``; offsets are committed only after the function returned (or, like the
-extension's ``commitOnFailure``, after its retries were exhausted). A batch abandoned on shutdown is not
-committed and is delivered again on the next start. Auto-commit is off, so a crash (even ``kill -9``)
-replays at most the batch in flight; the sinks are idempotent, so the replay changes nothing.
+Mirrors the Kafka extension (``KafkaListener`` and ``FunctionExecutorBase``). A subscriber thread consumes
+the binding's topic in its consumer group and cuts batches of up to ``maxBatchSize`` messages collected for
+at most ``subscriberIntervalInSeconds``; it hands them to an executor thread through a bounded channel of
+``executorChannelCapacity`` batches (host.json ``extensions.kafka``, defaults 64, 1 s and 1), so the next
+batch is fetched while the function runs. The executor calls the function, publishes its Kafka outputs and
+waits for their acknowledgements, and only then **stores** the batch's offsets (also after the retries of
+a failing batch are exhausted, like the extension's ``commitOnFailure``); the consumer commits what was
+stored every ``autoCommitIntervalMs`` (default 200 ms), on a rebalance and on shutdown. These are the
+extension's own settings (``EnableAutoCommit`` on, ``EnableAutoOffsetStore`` off, ``StoreOffset`` after the
+function): https://learn.microsoft.com/azure/azure-functions/functions-bindings-kafka#hostjson-settings
+
+So a commit never covers a message whose function has not returned. A graceful stop finishes the batch in
+flight, stores and commits it; a batch abandoned on shutdown is not stored and is delivered again. A crash
+(even ``kill -9``) replays the batch in flight plus those finished in the last auto-commit interval; the
+sinks are idempotent, so the replay changes nothing.
 """
 
 from __future__ import annotations
@@ -15,10 +24,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import azure.functions as func
 from azure.functions.kafka import KafkaTriggerConverter
@@ -34,9 +44,12 @@ from shared.settings import Settings
 
 log = logging.getLogger("streamduck.devhost")
 
+# The longest single consumer call while a batch is being collected: finished batches' offsets are stored
+# between calls, so at most this much later than their function returned.
+_SLICE = 0.05
 
-@dataclass(frozen=True)
-class KafkaMessage:
+
+class KafkaMessage(NamedTuple):
     """What the dev host keeps of one consumed message."""
 
     topic: str
@@ -56,8 +69,15 @@ class _Collection:
             setattr(self, name, value)
 
 
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def _timestamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """The extension's ISO 8601 UTC timestamp with milliseconds (a batch's messages share few seconds)."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second(seconds)}.{millis:03d}Z"
 
 
 def _key(key: bytes | None) -> str | None:
@@ -79,7 +99,7 @@ def to_kafka_events(messages: Sequence[KafkaMessage], *, data_type: str = "binar
         "OffsetArray": Datum(_Collection(sint64=[m.offset for m in messages]), "collection_sint64"),
         "TopicArray": Datum(_Collection(string=[m.topic for m in messages]), "collection_string"),
         "TimestampArray": Datum(json.dumps([_timestamp(m.timestamp_ms) for m in messages]), "json"),
-        "HeadersArray": Datum(json.dumps([_headers(m) for m in messages]), "json"),
+        "HeadersArray": Datum(json.dumps([_headers(m) if m.headers else [] for m in messages]), "json"),
     }
     if data_type.lower() == "string":
         data = Datum(
@@ -114,20 +134,25 @@ def to_kafka_event(message: KafkaMessage) -> func.KafkaEvent:
 class KafkaPhases:
     """Where a Kafka source's time went (seconds, summed over its batches): the benchmark's breakdown.
 
-    ``fetch`` is the consumer call that returned messages and their conversion, ``build`` the trigger
-    payload (``func.KafkaEvent`` objects), ``function`` the user function, ``output`` the output binding's
-    produce and flush, ``commit`` the offset commit. ``first_fetch`` / ``last_commit`` are ``perf_counter``
-    readings: from the start of the first fetch that returned messages to the end of the last commit.
+    On the subscriber thread: ``fetch`` is the consumer call that returned messages and their conversion,
+    ``build`` the trigger payload (``func.KafkaEvent`` objects), ``channel_full`` the wait for room in the
+    executor's channel. On the executor thread: ``function`` is the user function, ``output`` the output
+    binding's produce and flush, ``commit`` storing the offsets, ``starved`` the wait for the next batch.
+    The two threads overlap, so the phases add up to more than the elapsed time. ``first_fetch`` /
+    ``last_commit`` are ``perf_counter`` readings: from the start of the first fetch that returned messages
+    to the end of the last offset store.
     """
 
     batches: int = 0
     messages: int = 0
     fetch: float = 0.0
     build: float = 0.0
+    channel_full: float = 0.0
     function: float = 0.0
-    function_cpu: float = 0.0  # the batch thread's CPU time in the function and its output binding
+    function_cpu: float = 0.0  # the executor thread's CPU time in the function and its output binding
     output: float = 0.0
     commit: float = 0.0
+    starved: float = 0.0
     idle: float = 0.0  # consumer calls that returned nothing, between two batches
     lag: float = 0.0  # the lag reports' broker requests, between two batches
     first_fetch: float | None = None
@@ -136,12 +161,123 @@ class KafkaPhases:
 
 @dataclass(frozen=True)
 class KafkaBatching:
+    """host.json ``extensions.kafka``: the settings the dev host honours, with the extension's defaults."""
+
     max_batch_size: int = 64
     max_wait_seconds: float = 1.0
+    executor_channel_capacity: int = 1
+    auto_commit_interval_ms: int = 200
+
+    @classmethod
+    def from_host_json(cls, section: Mapping[str, Any], *, max_batch_size: int) -> KafkaBatching:
+        """The extension's settings from host.json (names are case-insensitive there, as in the host)."""
+        lowered = {str(k).lower(): v for k, v in section.items()}
+        return cls(
+            max_batch_size=max_batch_size,
+            max_wait_seconds=float(lowered.get("subscriberintervalinseconds", 1)),
+            executor_channel_capacity=max(1, int(lowered.get("executorchannelcapacity", 1))),
+            auto_commit_interval_ms=int(lowered.get("autocommitintervalms", 200)),
+        )
+
+
+_Ends = dict[tuple[str, int], int]  # (topic, partition) -> the next offset to read there
+
+
+@dataclass
+class KafkaBatch:
+    """One cut of the subscriber: its messages and the payloads the function is called with."""
+
+    messages: list[KafkaMessage]
+    units: list[tuple[list[KafkaMessage], Any]]
+    partitions: frozenset[tuple[str, int]] = field(default_factory=frozenset)
+
+
+class _Channel:
+    """The bounded channel between subscriber and executor (the extension's ``ExecutorChannelCapacity``)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque[KafkaBatch] = deque()
+        self._capacity = capacity
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = False
+        self._finished: list[_Ends] = []  # offsets the executor is done with, not stored yet
+
+    def put(self, batch: KafkaBatch, stop: Callable[[], bool], store: Callable[[list[_Ends]], None]) -> bool:
+        """Wait for room, then queue ``batch``; False (not queued) once closed or ``stop()``. While it waits,
+        the offsets of the batches the executor finishes are handed to ``store`` (the subscriber's thread)."""
+        while True:
+            with self._cond:
+                while (
+                    len(self._items) >= self._capacity
+                    and not self._closed
+                    and not stop()
+                    and not self._finished
+                ):
+                    self._cond.wait(0.1)
+                finished, self._finished = self._finished, []
+                room, ended = len(self._items) < self._capacity, self._closed or stop()
+                if room and not ended:
+                    self._items.append(batch)
+                    self._cond.notify_all()
+            if finished:
+                store(finished)
+            if ended:
+                return False
+            if room:
+                return True
+
+    def finish(self, ends: _Ends) -> None:
+        """The executor ran a batch: ``ends`` (the next offset per partition) may be stored."""
+        with self._cond:
+            self._finished.append(ends)
+            self._cond.notify_all()
+
+    def take_finished(self) -> list[_Ends]:
+        with self._cond:
+            finished, self._finished = self._finished, []
+            return finished
+
+    def get(self) -> KafkaBatch | None:
+        """The next batch, marked in flight until :meth:`done`; None once the channel is closed and empty."""
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            batch = self._items.popleft()
+            self._busy = True
+            self._cond.notify_all()
+            return batch
+
+    def done(self) -> None:
+        """The batch from the last :meth:`get` has finished (its offsets are stored, or it was given up)."""
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no batch is in flight; False when ``timeout`` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy, timeout)
+
+    def discard(self, partitions: set[tuple[str, int]]) -> int:
+        """Drop the queued batches that hold any of ``partitions`` (revoked: the new owner reads them)."""
+        with self._cond:
+            kept = [b for b in self._items if not (b.partitions & partitions)]
+            dropped = len(self._items) - len(kept)
+            self._items = deque(kept)
+            self._cond.notify_all()
+            return dropped
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class KafkaSource:
-    """Consumes one Kafka-triggered function's topic in its own thread."""
+    """Consumes one Kafka-triggered function's topic: a subscriber thread and an executor thread."""
 
     def __init__(
         self,
@@ -165,10 +301,13 @@ class KafkaSource:
         self.phases = KafkaPhases()
         # Empty fetches and lag reports since the last batch: counted once another batch follows them.
         self._pending_idle = self._pending_lag = 0.0
-        # (topic, partition) -> the offset this source last committed there (the lag report's base).
-        self._committed: dict[tuple[str, int], int] = {}
+        # (topic, partition) -> the offset this source last stored there (the lag report's base).
+        self._stored: dict[tuple[str, int], int] = {}
         self._assigned: list[Any] = []
         self._lag_error: str | None = None  # why the last lag request failed (None: it succeeded)
+        self._channel = _Channel(batching.executor_channel_capacity)
+        self._halted = threading.Event()  # the executor ended: a batch was abandoned, or a bug
+        self._executor_error: BaseException | None = None
 
     def consumer_config(self) -> dict[str, Any]:
         conf = client_config(self.settings, self.fn.connection)
@@ -183,8 +322,11 @@ class KafkaSource:
             {
                 "error_cb": on_error,
                 "group.id": self.fn.consumer_group,
-                "enable.auto.commit": False,
+                # The extension's ConsumerConfig: offsets stored by hand after the function, committed
+                # by the client every AutoCommitIntervalMs, on a rebalance and on close.
+                "enable.auto.commit": True,
                 "enable.auto.offset.store": False,
+                "auto.commit.interval.ms": self.batching.auto_commit_interval_ms,
                 "auto.offset.reset": self.start_from,
                 "max.poll.interval.ms": 900_000,
                 "session.timeout.ms": 10_000,  # a crashed dev host frees its partitions within 10 s
@@ -202,38 +344,117 @@ class KafkaSource:
             log.info("%s: assigned %s", self.fn.name, [p.partition for p in partitions])
 
         def on_revoke(c: Any, partitions: list[Any]) -> None:
-            self._assigned = []
-            self._committed.clear()  # the next owner commits from here on
+            self._revoke(c, partitions)
 
         consumer.subscribe([self.fn.source], on_assign=on_assign, on_revoke=on_revoke)
-        last_lag = last_probe = 0.0
+        # Every consumer call stays on this thread: the client serializes calls from several threads, so an
+        # offset store from the executor would wait behind this thread's fetch. The executor hands the
+        # offsets of each finished batch over, and this thread stores them between fetches.
+        executor = threading.Thread(target=self._execute, name=f"executor-{self.fn.name}", daemon=True)
+        executor.start()
         try:
-            while not self.stop.is_set():
-                if not self.stats.is_connected(self.fn.name) and time.monotonic() - last_probe > 1.0:
-                    last_probe = time.monotonic()
-                    self._probe(consumer)
-                fetch_started = time.perf_counter()
-                raw = consumer.consume(
-                    num_messages=self.batching.max_batch_size, timeout=self.batching.max_wait_seconds
-                )
-                messages = self._messages(raw)
-                if messages:
-                    if self.phases.first_fetch is None:
-                        self.phases.first_fetch = fetch_started
-                    self.phases.fetch += time.perf_counter() - fetch_started
-                    if not self._process(consumer, messages):
-                        break
-                elif self.phases.first_fetch is not None:
-                    self._pending_idle += time.perf_counter() - fetch_started
-                if time.monotonic() - last_lag > 2.0:
-                    lag_started = time.perf_counter()
-                    self._update_lag(consumer)
-                    last_lag = time.monotonic()
-                    if self.phases.first_fetch is not None:
-                        self._pending_lag += time.perf_counter() - lag_started
+            self._subscribe(consumer)
         finally:
-            consumer.close()
-            self.outputs.close()
+            self._channel.close()
+            executor.join()  # the batch in flight finishes (a failing one is abandoned on shutdown)
+            try:
+                self._store(consumer, self._channel.take_finished())
+                consumer.close()  # commits the stored offsets
+            finally:
+                self.outputs.close()
+        if self._executor_error is not None:
+            raise self._executor_error
+
+    def _subscribe(self, consumer: Any) -> None:
+        """The subscriber: fetch, cut batches, hand them to the executor until stopped or halted."""
+        last_lag = last_probe = 0.0
+        halted = self._halted.is_set
+
+        def store(finished: list[_Ends]) -> None:
+            self._store(consumer, finished)
+
+        while not self.stop.is_set() and not halted():
+            if not self.stats.is_connected(self.fn.name) and time.monotonic() - last_probe > 1.0:
+                last_probe = time.monotonic()
+                self._probe(consumer)
+            fetch_started = time.perf_counter()
+            messages = self._fetch(consumer)
+            if messages:
+                if self.phases.first_fetch is None:
+                    self.phases.first_fetch = fetch_started
+                built = time.perf_counter()
+                self.phases.fetch += built - fetch_started
+                batch = self._build(messages)
+                queued = time.perf_counter()
+                self.phases.build += queued - built
+                if not self._channel.put(batch, lambda: self.stop.is_set() or halted(), store):
+                    break  # shutting down: the batch was not run, nothing stored, it is delivered again
+                self.phases.channel_full += time.perf_counter() - queued
+            elif self.phases.first_fetch is not None:
+                self._pending_idle += time.perf_counter() - fetch_started
+            if time.monotonic() - last_lag > 2.0:
+                lag_started = time.perf_counter()
+                self._update_lag(consumer)
+                last_lag = time.monotonic()
+                if self.phases.first_fetch is not None:
+                    self._pending_lag += time.perf_counter() - lag_started
+
+    def _fetch(self, consumer: Any) -> list[KafkaMessage]:
+        """Up to ``maxBatchSize`` messages collected for at most ``subscriberIntervalInSeconds``, as the
+        extension cuts a batch; between short consumer calls, the offsets of finished batches are stored."""
+        size = self.batching.max_batch_size
+        deadline = time.monotonic() + self.batching.max_wait_seconds
+        messages: list[KafkaMessage] = []
+        while True:
+            self._store(consumer, self._channel.take_finished())
+            remaining = deadline - time.monotonic()
+            raw = consumer.consume(
+                num_messages=size - len(messages), timeout=max(0.0, min(remaining, _SLICE))
+            )
+            messages.extend(self._messages(raw))
+            if len(messages) >= size or remaining <= _SLICE or self.stop.is_set():
+                return messages
+
+    def _store(self, consumer: Any, finished: list[_Ends]) -> None:
+        """Store the offsets of batches whose function returned (the client commits them)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        if not finished:
+            return
+        started = time.perf_counter()
+        ends: _Ends = {}
+        for batch_ends in finished:
+            for tp, end in batch_ends.items():
+                ends[tp] = max(ends.get(tp, -1), end)
+        try:
+            consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()])
+            self._stored.update(ends)
+        except KafkaException as exc:
+            # The partition was revoked meanwhile: its new owner replays from the last commit.
+            log.warning("%s: offsets not stored, the batch will be delivered again: %s", self.fn.name, exc)
+        self.phases.last_commit = time.perf_counter()
+        self.phases.commit += self.phases.last_commit - started
+
+    def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """A rebalance takes ``partitions``: drop their queued batches, let the one in flight finish (up to
+        30 s), store and commit, so the new owner replays nothing that finished here."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        revoked = {(p.topic, p.partition) for p in partitions}
+        dropped = self._channel.discard(revoked)
+        if not self._channel.wait_idle(30):
+            log.warning("%s: the batch in flight did not finish before the rebalance", self.fn.name)
+        self._store(consumer, self._channel.take_finished())
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("%s: commit on rebalance failed, the new owner replays: %s", self.fn.name, exc)
+        self._assigned = []
+        self._stored.clear()  # the next owner commits from here on
+        log.info(
+            "%s: revoked %s (%d queued batches left to the new owner)", self.fn.name, sorted(revoked), dropped
+        )
 
     def _probe(self, consumer: Any) -> None:
         """Mark the source connected once a broker answers (the topic may not exist yet: that is no outage)."""
@@ -251,6 +472,7 @@ class KafkaSource:
         from confluent_kafka import KafkaError
 
         messages: list[KafkaMessage] = []
+        append = messages.append
         for m in raw:
             error = m.error()
             if error is not None:
@@ -261,21 +483,21 @@ class KafkaSource:
                 log.warning("%s: consumer error: %s", self.fn.name, error)
                 self.stats.error(f"{self.fn.name}: {error}")
                 continue
-            headers = tuple((k, v) for k, v in (m.headers() or []))
-            _, ts = m.timestamp()
-            messages.append(
+            headers = m.headers()
+            append(
                 KafkaMessage(
-                    m.topic(), m.partition(), m.offset(), m.key(), m.value() or b"", int(ts), headers
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value() or b"",
+                    m.timestamp()[1],
+                    tuple(headers) if headers else (),
                 )
             )
         return messages
 
-    def _process(self, consumer: Any, messages: list[KafkaMessage]) -> bool:
-        from confluent_kafka import KafkaException, TopicPartition
-
-        self.stats.touch()
-        phases = self.phases
-        started = time.perf_counter()
+    def _build(self, messages: list[KafkaMessage]) -> KafkaBatch:
         data_type = str(self.fn.trigger.get("dataType", "binary"))
         if self.fn.many:
             units: list[tuple[list[KafkaMessage], Any]] = [
@@ -283,36 +505,53 @@ class KafkaSource:
             ]
         else:
             units = [([m], to_kafka_event(m)) for m in messages]
-        phases.build += time.perf_counter() - started
+        return KafkaBatch(messages, units, frozenset((m.topic, m.partition) for m in messages))
+
+    def _execute(self) -> None:
+        """The executor: run each batch and publish its outputs; then its offsets may be stored."""
+        try:
+            while not self.stop.is_set():
+                started = time.perf_counter()
+                batch = self._channel.get()
+                if batch is None:
+                    return
+                try:
+                    if self.stop.is_set():
+                        return  # not started: nothing stored, delivered again
+                    self.phases.starved += time.perf_counter() - started
+                    if not self._run_batch(batch):
+                        self._halted.set()
+                        return
+                finally:
+                    self._channel.done()
+        except BaseException as exc:  # noqa: BLE001 - handed to the source's thread, which re-raises it
+            self._executor_error = exc
+            self._halted.set()
+
+    def _run_batch(self, batch: KafkaBatch) -> bool:
+        self.stats.touch()
+        phases = self.phases
         output_before = self.outputs.seconds
-        for unit, payload in units:
+        for unit, payload in batch.units:
             label = ",".join(sorted({str(m.partition) for m in unit}))
             started, cpu_started = time.perf_counter(), time.thread_time()
             outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self.outputs.deliver, label=label)
-            invoked = time.perf_counter()
+            phases.function += time.perf_counter() - started
             phases.function_cpu += time.thread_time() - cpu_started
             if outcome.status == "abandoned":
                 self.stats.batch_done(self.fn.name, label, len(unit), "", "abandoned")
                 return False
-            ends: dict[tuple[str, int], int] = {}
+            ends: _Ends = {}
+            counts: dict[tuple[str, int], int] = {}
             for m in unit:
-                ends[(m.topic, m.partition)] = max(ends.get((m.topic, m.partition), -1), m.offset + 1)
-            try:
-                consumer.commit(
-                    offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False
-                )
-                self._committed.update(ends)
-            except KafkaException as exc:
-                # Lost the partition (rebalance): the new owner replays from the last commit.
-                log.warning("%s: commit failed, batch will be delivered again: %s", self.fn.name, exc)
-            phases.last_commit = time.perf_counter()
-            phases.commit += phases.last_commit - invoked
-            phases.function += invoked - started
+                tp = (m.topic, m.partition)
+                ends[tp] = max(ends.get(tp, -1), m.offset + 1)
+                counts[tp] = counts.get(tp, 0) + 1
+            self._channel.finish(ends)
             phases.batches += 1
             phases.messages += len(unit)
-            for (_, partition), end in ends.items():
-                count = sum(1 for m in unit if m.partition == partition)
-                self.stats.batch_done(self.fn.name, str(partition), count, str(end), outcome.status)
+            for tp, end in ends.items():
+                self.stats.batch_done(self.fn.name, str(tp[1]), counts[tp], str(end), outcome.status)
         output = self.outputs.seconds - output_before
         phases.function -= output
         phases.output += output
@@ -327,14 +566,15 @@ class KafkaSource:
         assigned = list(self._assigned)
         if not assigned:
             return
+        stored = dict(self._stored)  # the executor thread adds to it
         try:
             # Between batches, without a broker round trip when the answer is known: the offsets this source
-            # committed itself, and the high watermarks of the last fetch responses (librdkafka's cache).
-            # Only a partition not committed here yet, or not fetched yet, is asked of the broker.
-            unknown = [tp for tp in assigned if (tp.topic, tp.partition) not in self._committed]
+            # stored itself, and the high watermarks of the last fetch responses (librdkafka's cache).
+            # Only a partition not stored here yet, or not fetched yet, is asked of the broker.
+            unknown = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
             asked = consumer.committed(unknown, timeout=2) if unknown else []
             committed = {(tp.topic, tp.partition): tp.offset for tp in asked}
-            committed.update(self._committed)
+            committed.update(stored)
             lags: list[tuple[str, int]] = []
             for tp in assigned:
                 position = committed.get((tp.topic, tp.partition), -1)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -21,8 +20,7 @@ from shared.errors import TransientError
 from shared.settings import Settings
 
 
-@dataclass(frozen=True)
-class OutputMessage:
+class OutputMessage(NamedTuple):
     topic: str | None
     key: bytes | None
     value: bytes
@@ -33,8 +31,79 @@ class OutputMessage:
 _decode = msgspec.json.Decoder().decode
 
 
+class _Header(msgspec.Struct):
+    Key: str
+    Value: Any = ""
+
+
+class _Envelope(msgspec.Struct):
+    """A KafkaEventData envelope as functions usually write it (other fields, such as ``Offset``, ignored).
+
+    The lower-case names are here only to notice them: such an envelope takes the general path."""
+
+    Value: Any
+    Key: Any = None
+    Headers: list[_Header] | None = None
+    Topic: Any = None
+    value: Any = msgspec.UNSET
+    key: Any = msgspec.UNSET
+    topic: Any = msgspec.UNSET
+
+
+# Typed: no dict per envelope. An envelope this does not take (lower-case names, a non-string header key,
+# NaN) is read again by the general path below, so the result is the same either way.
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+
+
 def _text(value: Any) -> bytes:
     return (value if isinstance(value, str) else json.dumps(value)).encode("utf-8")
+
+
+def _message(item: Any) -> OutputMessage:
+    raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+    if raw[:1] != b"{":
+        return OutputMessage(None, None, raw)
+    try:
+        envelope = _decode_envelope(raw)
+    except msgspec.DecodeError:  # ValidationError included
+        return _general(raw)
+    if not (envelope.value is envelope.key is envelope.topic is msgspec.UNSET):
+        return _general(raw)
+    value, key, topic = envelope.Value, envelope.Key, envelope.Topic
+    return OutputMessage(
+        str(topic) if topic else None,
+        None if key is None else _text(key),
+        b"" if value is None else _text(value),
+        tuple((h.Key, _text(h.Value)) for h in envelope.Headers) if envelope.Headers else (),
+    )
+
+
+def _general(raw: bytes) -> OutputMessage:
+    parsed: Any = None
+    try:
+        parsed = _decode(raw)
+    except msgspec.DecodeError:
+        try:  # what the stricter decoder refuses and Python's accepts (NaN, Infinity)
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+    if not (isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed)):
+        return OutputMessage(None, None, raw)
+    inner = parsed.get("Value", parsed.get("value"))
+    key = parsed.get("Key", parsed.get("key"))
+    listed = parsed.get("Headers")
+    headers = tuple(
+        (str(h.get("Key")), _text(h.get("Value", "")))
+        for h in (listed if isinstance(listed, list) else ())
+        if isinstance(h, dict)
+    )
+    topic = parsed.get("Topic") or parsed.get("topic")
+    return OutputMessage(
+        str(topic) if topic else None,
+        None if key is None else _text(key),
+        b"" if inner is None else _text(inner),
+        headers,
+    )
 
 
 def output_messages(value: Any) -> list[OutputMessage]:
@@ -42,38 +111,7 @@ def output_messages(value: Any) -> list[OutputMessage]:
     if value is None:
         return []
     items = value if isinstance(value, list | tuple) else [value]
-    result: list[OutputMessage] = []
-    for item in items:
-        raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
-        parsed: Any = None
-        if raw[:1] == b"{":
-            try:
-                parsed = _decode(raw)
-            except msgspec.DecodeError:
-                try:  # what the stricter decoder refuses and Python's accepts (NaN, Infinity)
-                    parsed = json.loads(raw)
-                except ValueError:
-                    parsed = None
-        if isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed):
-            inner = parsed.get("Value", parsed.get("value"))
-            key = parsed.get("Key", parsed.get("key"))
-            headers = tuple(
-                (str(h.get("Key")), _text(h.get("Value", "")))
-                for h in parsed.get("Headers") or []
-                if isinstance(h, dict)
-            )
-            topic = parsed.get("Topic") or parsed.get("topic")
-            result.append(
-                OutputMessage(
-                    str(topic) if topic else None,
-                    None if key is None else _text(key),
-                    b"" if inner is None else _text(inner),
-                    headers,
-                )
-            )
-        else:
-            result.append(OutputMessage(None, None, raw))
-    return result
+    return [_message(item) for item in items]
 
 
 class OutputProducer:

@@ -197,7 +197,9 @@ def test_sigterm_during_endless_retries_exits_0_without_committing(setup: dict[s
     assert committed_lag(setup) == 50  # the batch will be delivered again
 
 
-def test_kill_9_loses_nothing_and_replays_at_most_the_batch_in_flight(setup: dict[str, Any]) -> None:
+def test_kill_9_loses_nothing_and_replays_at_most_the_batches_not_yet_committed(
+    setup: dict[str, Any],
+) -> None:
     simulate(setup, 2000)
     env = {**setup["env"], "TEST_MODE": "slow"}
     process = start_cli(
@@ -210,4 +212,6 @@ def test_kill_9_loses_nothing_and_replays_at_most_the_batch_in_flight(setup: dic
     got = records(setup["out"])
     counts = Counter(r["id"] for r in got)
     assert len(counts) == 2000  # no loss
-    assert sum(n - 1 for n in counts.values()) <= 50  # only the uncommitted batch is delivered twice
+    # Delivered twice: at most the batch in flight and the batches finished since the last auto-commit
+    # (every 200 ms, as the extension; a batch takes 300 ms here, so at most one).
+    assert sum(n - 1 for n in counts.values()) <= 100
