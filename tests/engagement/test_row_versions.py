@@ -18,6 +18,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from shared.engagement.clickhouse import MIGRATIONS, SCHEMA_VERSION, migrate
+from shared.engagement.clickhouse.schema import column_type, version_enriched_rows_by_engagement_first
 from shared.engagement.enriched import (
     engagement_version_of,
     row_version,
@@ -194,3 +196,91 @@ def test_an_event_re_enriched_when_its_content_arrives_wins(env: Env) -> None:
     assert version > v_unknown
     stored = final_rows(env)[44]
     assert stored[2] is True and stored[3] == "Late" and stored[-1] == version
+
+
+# ------------------------------------------------------------------ schema 3: a schema 2 table migrates
+
+_OLD_COLUMNS = (
+    "id, content_id, event_type, event_ts, duration_ms, content_known, source_topic, source_partition, "
+    "source_offset, version, is_deleted"
+)
+
+
+def _old_row(event_id: int, *, duration_ms: int, known: bool, version: int, deleted: bool = False) -> str:
+    """A schema 2 row as the earlier enrichment wrote it (its version ``max(engagement, content) * 2 + known``)."""
+    return (
+        f"({event_id}, '00000000-0000-4000-8000-000000000001', 'play', '2026-03-01 12:00:00.000', "
+        f"{duration_ms}, {int(known)}, 't', 0, {event_id}, {version}, {int(deleted)})"
+    )
+
+
+def _schema_2_with_rows(env: Env) -> None:
+    warehouse = env.pipeline.warehouse
+    assert migrate(warehouse.client, warehouse.tables, MIGRATIONS[:2]) == 2
+    e, c = 1_772_366_400_000, 1_772_366_500_000
+    rows = [
+        _old_row(1, duration_ms=1_000, known=False, version=e * 2),  # unknown content: exact
+        _old_row(2, duration_ms=2_000, known=True, version=max(e, c) * 2 + 1),
+        _old_row(3, duration_ms=3_000, known=True, version=max(e + 5, c) * 2 + 1, deleted=True),
+    ]
+    warehouse.client.command(
+        f"INSERT INTO {warehouse.tables.enriched} ({_OLD_COLUMNS}) VALUES {', '.join(rows)}"
+    )
+
+
+def _version_type(env: Env, table: str = "engagement_enriched") -> str | None:
+    return column_type(env.pipeline.warehouse.client, env.pipeline.warehouse.database, table, "version")
+
+
+def test_a_schema_2_table_migrates_with_its_rows_re_encoded(env: Env) -> None:
+    _schema_2_with_rows(env)
+    warehouse = env.pipeline.warehouse
+    assert _version_type(env) == "UInt64"
+    assert warehouse.ensure_schema() == SCHEMA_VERSION == 3
+    assert _version_type(env) == "UInt128"
+    assert _version_type(env, "engagement_enriched_v2") is None  # the old table is gone
+    e, c = 1_772_366_400_000, 1_772_366_500_000
+    stored = warehouse.query(
+        "SELECT id, duration_ms, content_known, version, is_deleted FROM {db}.engagement_enriched FINAL ORDER BY id"
+    )
+    assert stored == [(1, 1_000, False, e << 65, 0), (2, 2_000, True, (c << 65) | 1, 0)]
+    # the sweep reads the engagement version of an unknown-content row back exactly
+    [unknown] = warehouse.unknown_events(since_ms=0, limit=10)
+    assert (unknown.id, unknown.engagement_version_ms) == (1, e)
+    # the minute view reads the new table
+    assert warehouse.query("SELECT events FROM {db}.engagement_by_minute") == [(2,)]
+    assert warehouse.ensure_schema() == 3  # applied: nothing more happens
+    assert warehouse.query("SELECT count() FROM {db}.engagement_enriched") == [(3,)]
+
+
+def test_the_schema_3_migration_completes_from_an_interrupted_state(env: Env) -> None:
+    _schema_2_with_rows(env)
+    warehouse = env.pipeline.warehouse
+    client, db = warehouse.client, warehouse.tables.db
+    retired = f'{db}."engagement_enriched_v2"'
+    # interrupted after the rename: no table under the name, the rows in the old one
+    client.command(f"RENAME TABLE {warehouse.tables.enriched} TO {retired}")
+    version_enriched_rows_by_engagement_first(client, warehouse.tables)
+    assert _version_type(env) == "UInt128" and _version_type(env, "engagement_enriched_v2") is None
+    migrated = warehouse.query("SELECT id, version FROM {db}.engagement_enriched FINAL ORDER BY id")
+    # interrupted after the copy, before the drop (or a racing migration renamed the new table): the retired
+    # table holds UInt128 versions, copied as they are, and a row copied twice is collapsed
+    client.command(f"CREATE TABLE {retired} AS {warehouse.tables.enriched}")
+    client.command(f"INSERT INTO {retired} SELECT * FROM {warehouse.tables.enriched}")
+    version_enriched_rows_by_engagement_first(client, warehouse.tables)
+    assert _version_type(env, "engagement_enriched_v2") is None
+    assert warehouse.query("SELECT id, version FROM {db}.engagement_enriched FINAL ORDER BY id") == migrated
+    assert len(migrated) == 2
+
+
+def test_after_the_migration_a_re_emitted_older_insert_cannot_bring_a_deleted_row_back(env: Env) -> None:
+    """Row 3 was deleted before the migration; its insert, re-emitted after it, stays below the delete."""
+    _schema_2_with_rows(env)
+    setup_topics(env)
+    cid = "00000000-0000-4000-8000-000000000001"
+    e, c = 1_772_366_400_000, 1_772_366_500_000
+    _content(env, content_row(cid, version=c + 1_000))
+    insert = engagement_row(3, cid, ts_ms=e - 60_000, duration_ms=3_000, version=e)
+    later = engagement_row(4, cid, ts_ms=e - 60_000, duration_ms=4_000, version=c + 2_000)
+    _enrich(env, insert, later)
+    assert _durations(env) == {1: 1_000, 2: 2_000, 4: 4_000}
