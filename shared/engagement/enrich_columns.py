@@ -23,6 +23,9 @@ from shared.engagement.enriched import (
     PCT_MAX_CENTIS,
     decimal_array,
     dedup_token_of,
+    version_array,
+    version_texts,
+    version_words,
 )
 from shared.engagement.records import EVENT_TS, FIELD_BY_NAME, FIELDS, ContentInfo, EngagementColumns, Kind
 
@@ -88,7 +91,8 @@ class EnrichedRows:
         "_ops",
         "_position",
         "_secs",
-        "_version_values",
+        "_version_bytes",
+        "_version_words",
         "envelopes",
         "out_topic",
         "table",
@@ -118,15 +122,18 @@ class EnrichedRows:
         def joined(values: list[Any], dtype: pa.DataType) -> pa.Array:
             return pc.take(pa.array(values, dtype), position)
 
-        content_version = joined([max(i.version, 0) for i in infos], pa.int64())
+        content_version = joined([i.version for i in infos], pa.int64())
         versions_ms = np.array(columns["version_ms"], dtype=np.int64) if n else np.empty(0, np.int64)
         known_mask = pc.is_valid(position)
-        versions = (
-            np.maximum(versions_ms, content_version.fill_null(-1).to_numpy()).astype(np.uint64)
-            << np.uint64(1)
-        ) | known_mask.to_numpy(zero_copy_only=False).astype(np.uint64)
+        high, low = version_words(
+            versions_ms,
+            content_version.fill_null(0).to_numpy(),
+            known_mask.to_numpy(zero_copy_only=False),
+        )
         self._id_values = ids
-        self._version_values = versions
+        self._version_words = (high, low)
+        version_column = version_array(high, low)
+        self._version_bytes = version_column.buffers()[1]
         length = joined([i.length_seconds for i in infos], pa.int64())
         duration = pa.array(columns["duration_ms"], pa.int64())
         self._duration = duration
@@ -170,7 +177,7 @@ class EnrichedRows:
             source_topic=pa.array(topics, types["source_topic"]),
             source_partition=pa.array(partitions, types["source_partition"]),
             source_offset=pa.array(offsets, types["source_offset"]),
-            version=pa.array(versions, types["version"]),
+            version=version_column,
             is_deleted=deleted.cast(types["is_deleted"]),
         )
         self._arrays = arrays
@@ -183,14 +190,16 @@ class EnrichedRows:
 
     @property
     def versions(self) -> list[int]:
-        return [int(v) for v in self._version_values]
+        """The row versions as integers (one Python int per row: for checks, not the hot path)."""
+        high, low = self._version_words
+        return [(int(h) << 64) | int(lo) for h, lo in zip(high, low, strict=True)]
 
     def to_arrow(self) -> pa.Table:
         return self.table
 
     def dedup_token(self, scope: str) -> str:
         """The same token :meth:`EnrichedBatch.dedup_token` gives for the same rows."""
-        return dedup_token_of(scope, len(self), self._id_values.tobytes(), self._version_values.tobytes())
+        return dedup_token_of(scope, len(self), self._id_values.tobytes(), self._version_bytes.to_pybytes())
 
     def score_totals(self) -> pa.Table:
         """Leaderboard deltas of the batch: ``minute`` (epoch minute of ``event_ts``), ``member`` (content id)
@@ -230,7 +239,7 @@ class EnrichedRows:
         bodies = pa.array([_content_body(info) for info in self._known.values()], string)
         body = pc.fill_null(pc.take(bodies, self._position), _UNKNOWN_BODY)
         ids = pc.cast(arrays["id"], string)
-        versions = pc.cast(arrays["version"], string)
+        versions = version_texts(*self._version_words)
         cids = arrays["content_id"]
         event_ts = pa.array(self._cols[EVENT_TS], string)
         topic_json = _encode(self.out_topic).decode()

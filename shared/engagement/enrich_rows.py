@@ -16,11 +16,12 @@ from shared.engagement.enriched import (
     HEADER_EVENT_ID,
     HEADER_EVENT_VERSION,
     decimal_array,
-    dedup_token,
     engagement_centis,
     engagement_pct_centis,
+    enriched_dedup_token,
     format_centis,
     row_version,
+    version_bytes,
 )
 from shared.engagement.records import EVENT_TS, FIELD_NAMES, ContentInfo
 from shared.engagement.timestamps import iso_ms
@@ -155,10 +156,12 @@ class EnrichedBatch:
             values = self._cols[name]
             if name in ("engagement_seconds", "engagement_pct"):
                 arrays.append(decimal_array(values))
+            elif name == "version":
+                arrays.append(pa.array([version_bytes(v) for v in values], dtype))
             else:
                 arrays.append(pa.array(values, dtype))
         return pa.Table.from_arrays(arrays, names=list(ENRICHED_COLUMN_NAMES))
 
     def dedup_token(self, scope: str) -> str:
         """A deterministic ``insert_deduplication_token``: the same ids and versions give the same token."""
-        return dedup_token(scope, self._cols["id"], self._cols["version"])
+        return enriched_dedup_token(scope, self._cols["id"], self._cols["version"])

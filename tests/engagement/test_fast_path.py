@@ -337,7 +337,11 @@ _CLEAN_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "device": st.one_of(st.none(), st.text(max_size=8), st.just(_MISSING)),
     "__op": st.sampled_from(["c", "u", "r", "d", _MISSING]),
     "__deleted": st.sampled_from(["false", False, None, _MISSING, _MISSING, _MISSING]),
-    "__source_ts_ms": st.one_of(st.integers(-(10**13), 10**13), st.sampled_from([None, _MISSING])),
+    "__source_ts_ms": st.one_of(
+        st.integers(-(10**13), 10**13),
+        st.sampled_from([None, _MISSING, 0, 2**63 - 1, -(2**63)]),
+        st.integers(-(2**63), 2**63 - 1),
+    ),
 }
 
 
@@ -355,7 +359,11 @@ _CONTENT_INFO = st.builds(
     ContentInfo,
     id=st.just(""),
     title=st.text(max_size=8),
-    version=st.integers(-(10**13), 10**13),
+    version=st.one_of(
+        st.integers(-(10**13), 10**13),
+        st.sampled_from([-(2**63), -1, 0, 2**63 - 1]),
+        st.integers(-(2**63), 2**63 - 1),
+    ),
     content_type=st.one_of(st.none(), st.sampled_from(["podcast", "newsletter", "video"])),
     length_seconds=st.one_of(st.none(), st.integers(0, 10**6)),
 )
@@ -458,6 +466,12 @@ def test_both_paths_agree_on_any_batch(case: tuple[TriggerBatch, dict[str, Conte
     assert table.column("content_known").to_pylist() == [r.content_id in contents for r in expected_rows]
     assert fast.dedup_token("enrich") == reference.dedup_token("enrich")
     assert fast.versions == reference.column("version")
+    # the version, computed independently: engagement ms, then content ms, then known over unknown
+    assert fast.versions == [
+        r.version_ms * 2**65
+        + ((contents[r.content_id].version + 2**63) * 2 + 1 if r.content_id in contents else 0)
+        for r in expected_rows
+    ]
     summed: dict[tuple[int, str], int] = {}
     for _, minute, member, centis in fast.scores():
         summed[(minute, member)] = summed.get((minute, member), 0) + centis

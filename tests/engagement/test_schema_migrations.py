@@ -99,6 +99,8 @@ def test_the_versions_are_applied_in_order_and_recorded(runs: list[Run]) -> None
         f"insert {TABLES.schema} v1",
         "v2_dead_letters_by_day.sql",
         f"insert {TABLES.schema} v2",
+        "v3_engagement_enriched_by_engagement_version.sql",
+        f"insert {TABLES.schema} v3",
     ]
     assert first.versions == [(m.version, m.description) for m in MIGRATIONS]
     assert [name for name, _, _ in first.tables] == [

@@ -118,6 +118,81 @@ def partition_dead_letters_by_day(client: Any, tables: Tables) -> None:
         client.command(f"DROP TABLE IF EXISTS {retired}")
 
 
+def column_type(client: Any, database: str, table: str, column: str) -> str | None:
+    """The type of ``column`` of ``table`` in ``database``, None if either is absent."""
+    rows = client.query(
+        "SELECT type FROM system.columns WHERE database = {db:String} AND table = {table:String} "
+        "AND name = {column:String}",
+        parameters={"db": database, "table": table, "column": column},
+    ).result_rows
+    return str(rows[0][0]) if rows else None
+
+
+# The columns of ``engagement_enriched`` at schema 2, as schema 3 copies them.
+_ENRICHED_V2_COLUMNS = (
+    "id",
+    "content_id",
+    "user_id",
+    "event_type",
+    "event_ts",
+    "duration_ms",
+    "device",
+    "content_known",
+    "content_type",
+    "length_seconds",
+    "title",
+    "engagement_seconds",
+    "engagement_pct",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "version",
+    "is_deleted",
+    "ingested_at",
+)
+# A schema 2 version, ``max(engagement ms, content ms) * 2 + content_known``, in schema 3's layout
+# (``engagement ms << 65 | (content ms + 2**63) << 1 | content_known``, see shared/engagement/enriched.py): the
+# max becomes the engagement version, the content part its lowest value, the known bit stays. Exact for rows
+# of unknown content (the sweep reads their engagement version back) and for rows whose engagement version
+# was the newer; otherwise an upper bound of it.
+V2_VERSION_AS_V3 = (
+    "bitOr(bitShiftLeft(toUInt128(bitShiftRight(version, 1)), 65), toUInt128(bitAnd(version, 1)))"
+)
+
+
+def version_enriched_rows_by_engagement_first(client: Any, tables: Tables) -> None:
+    """Schema 3: ``engagement_enriched.version`` becomes a ``UInt128`` ordered by the engagement version first,
+    its rows kept with their versions re-encoded (:data:`V2_VERSION_AS_V3`).
+
+    ClickHouse refuses to ``UPDATE`` a version column of ``ReplacingMergeTree`` (a key column), so, as in
+    schema 2, a schema 2 table is renamed to ``engagement_enriched_v2``, the new table is created under the name
+    and the rows are copied into it before ``engagement_enriched_v2`` is dropped. Every step may run again,
+    after a crash or in another process migrating at the same time: the rename happens only while the table
+    under the name has a ``UInt64`` version (a rename that loses the race is checked, not fatal), the create is
+    ``IF NOT EXISTS``, and the copy re-encodes by the retired table's own version type (a ``UInt128`` one, a
+    new table a racing process renamed, is copied as it is), so a row copied twice has the same id and version
+    and ``ReplacingMergeTree`` collapses it (readers use ``FINAL``).
+    """
+    retired_name = f"{ENRICHED_TABLE}_v2"
+    retired = f"{tables.db}.{quote_ident(retired_name)}"
+    if column_type(client, tables.database, ENRICHED_TABLE, "version") == "UInt64":
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        try:
+            client.command(f"RENAME TABLE {tables.enriched} TO {retired}")
+        except ClickHouseError:
+            if column_type(client, tables.database, retired_name, "version") is None:
+                raise  # not a concurrent migration's doing
+    client.command(render("v3_engagement_enriched_by_engagement_version.sql", tables))
+    retired_version = column_type(client, tables.database, retired_name, "version")
+    if retired_version is not None:
+        version = V2_VERSION_AS_V3 if retired_version == "UInt64" else "version"
+        columns = ", ".join(_ENRICHED_V2_COLUMNS)
+        selected = ", ".join(version if name == "version" else name for name in _ENRICHED_V2_COLUMNS)
+        client.command(f"INSERT INTO {tables.enriched} ({columns}) SELECT {selected} FROM {retired}")
+        client.command(f"DROP TABLE IF EXISTS {retired}")
+
+
 # A step is a file of ``sql/`` or, for a change SQL alone cannot make idempotent, a function of the client.
 Step = str | Callable[[Any, Tables], None]
 
@@ -143,6 +218,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "dead letters partitioned by the day they were parked", (partition_dead_letters_by_day,)),
+    Migration(
+        3,
+        "enriched row versions ordered by the engagement version first (UInt128)",
+        (version_enriched_rows_by_engagement_first,),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

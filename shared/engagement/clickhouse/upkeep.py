@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.engagement.clickhouse.schema import CONTENT_TABLE, ENRICHED_TABLE, Tables
+from shared.engagement.enriched import engagement_version_of
 from shared.errors import TerminalError
 
 # Partition ids of the daily partitioned tables (``PARTITION BY toYYYYMMDD(...)``): eight digits, a calendar date.
@@ -111,7 +112,7 @@ class UnknownEvent:
 
     @property
     def engagement_version_ms(self) -> int:
-        return self.version >> 1
+        return engagement_version_of(self.version)
 
 
 def unknown_events(
