@@ -15,7 +15,14 @@ from shared.engagement.batch import TriggerBatch
 from shared.engagement.debezium import ENGAGEMENT_DECODER, OPS, all_canonical_uuids, not_deleted
 from shared.engagement.decode_rows import UUID_FIELDS, decode_engagement_rows, field_columns
 from shared.engagement.records import EVENT_TS, DecodedEngagements, EngagementColumns
-from shared.engagement.timestamps import MAX_TS_MS, MILLIS, SECOND_MS, iso_ms, iso_timestamp_ms
+from shared.engagement.timestamps import (
+    MAX_TS_MS,
+    MILLIS,
+    SECOND_MS,
+    iso_ms,
+    iso_timestamp_ms,
+    utc_stamps_ms,
+)
 
 _FAST_OPS = frozenset(OPS)
 
@@ -36,10 +43,11 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
     """The columns of a batch whose every record passes the fast checks, else ``None``.
 
     The checks, for the whole batch at once: every record decodes, none is a tombstone, every ``__op`` is
-    one of ``c u r d`` as is and no ``__deleted`` flag says true, every ``event_ts`` is a canonical
-    ``YYYY-MM-DDTHH:MM:SS.mmmZ`` text (as :func:`iso_ms` writes it) of 1970 or later, every uuid is canonical.
-    Those are exactly the rows :func:`~shared.engagement.decode_rows.check_row` would return unchanged, so the
-    result is the record path's.
+    one of ``c u r d`` as is and no ``__deleted`` flag says true, every ``event_ts`` is a UTC
+    ``YYYY-MM-DDTHH:MM:SS[.f...]Z`` text of 1970 or later (Debezium's ``ZonedTimestamp``; canonical
+    ``...SS.mmmZ`` texts, as :func:`iso_ms` writes them, are checked for the batch at once), every uuid is
+    canonical. For those rows :func:`~shared.engagement.decode_rows.check_row` only rewrites ``event_ts`` in
+    its canonical form, as done here, so the result is the record path's.
     """
     values = batch.values
     n = len(values)
@@ -60,6 +68,33 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
     if {type(t) for t in texts} != {str}:
         return None
     stamps = cast(list[str], texts)
+    ts_ms = _canonical_ms(stamps, n)
+    if ts_ms is None:
+        # Texts of other lengths (Debezium writes 0 to 9 fraction digits): read one by one, then published
+        # in their canonical ``...SS.mmmZ`` form, as the record path does.
+        general = utc_stamps_ms(stamps)
+        if general is None:
+            return None
+        ts_ms, fields[EVENT_TS] = general
+    uuids: list[str] = []
+    for name, optional in UUID_FIELDS:
+        uuids.extend([u for u in fields[name] if u is not None] if optional else fields[name])
+    if not all_canonical_uuids(uuids):
+        return None
+    sources = [s.source_ts_ms for s in structs]
+    if None in sources:
+        timestamp_ms = batch.timestamp_ms
+        sources = [v if v is not None else (timestamp_ms(i) or ts_ms[i]) for i, v in enumerate(sources)]
+    versions = [v if v > 0 else 0 for v in cast(list[int], sources)]
+    columns = EngagementColumns(
+        {"position": range(n), "op": ops, "event_ts_ms": ts_ms, "version_ms": versions, **fields}
+    )
+    return DecodedEngagements(columns=columns, dead=[], tombstones=0)
+
+
+def _canonical_ms(stamps: list[str], n: int) -> list[int] | None:
+    """Epoch ms of ``n`` texts that are all canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (checked for the batch at
+    once, seconds through the per-second cache); ``None`` when any is not."""
     if {len(t) for t in stamps} != {24}:
         return None
     joined = "".join(stamps)
@@ -78,18 +113,4 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
                 if value is None or not 0 <= value < MAX_TS_MS or iso_ms(value) != stamps[i]:
                     return None
                 seconds[i] = value - cast(int, millis[i])
-    ts_ms = [cast(int, s) + cast(int, m) for s, m in zip(seconds, millis, strict=True)]
-    uuids: list[str] = []
-    for name, optional in UUID_FIELDS:
-        uuids.extend([u for u in fields[name] if u is not None] if optional else fields[name])
-    if not all_canonical_uuids(uuids):
-        return None
-    sources = [s.source_ts_ms for s in structs]
-    if None in sources:
-        timestamp_ms = batch.timestamp_ms
-        sources = [v if v is not None else (timestamp_ms(i) or ts_ms[i]) for i, v in enumerate(sources)]
-    versions = [v if v > 0 else 0 for v in cast(list[int], sources)]
-    columns = EngagementColumns(
-        {"position": range(n), "op": ops, "event_ts_ms": ts_ms, "version_ms": versions, **fields}
-    )
-    return DecodedEngagements(columns=columns, dead=[], tombstones=0)
+    return [cast(int, s) + cast(int, m) for s, m in zip(seconds, millis, strict=True)]

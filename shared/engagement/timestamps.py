@@ -83,3 +83,44 @@ def iso_timestamp_ms(text: str) -> int | None:
                 SECOND_MS[text[:19]] = value - millis
             return value
     return parse_timestamp_ms(text)
+
+
+def utc_stamps_ms(texts: list[str]) -> tuple[list[int], list[str]] | None:
+    """Epoch ms and the canonical ``...SS.mmmZ`` texts of ``YYYY-MM-DDTHH:MM:SS[.f...]Z`` texts; else ``None``.
+
+    Debezium's ``ZonedTimestamp`` writes as many fraction digits as the value needs (none, 1 to 9), so a
+    batch mixes lengths. Each text must be such a UTC text of a second since 1970 in canonical form; its
+    value is what :func:`parse_timestamp_ms` gives (the fraction truncated to milliseconds), and its canonical
+    text is :func:`iso_ms` of that value. ``None`` as soon as one text is anything else.
+    """
+    seconds = SECOND_MS
+    millis_of = MILLIS
+    values: list[int] = []
+    canonical: list[str] = []
+    for text in texts:
+        n = len(text)
+        if n == 24 and text[19] == "." and text[23] == "Z":  # already canonical in form
+            millis = millis_of.get(text[20:23])
+            head = text
+        elif n > 21 and text[19] == "." and text[-1] == "Z":
+            digits = text[20:-1]
+            millis = millis_of.get((digits + "00")[:3])
+            if not (digits.isascii() and digits.isdigit()):
+                return None
+            head = f"{text[:20]}{(digits + '00')[:3]}Z"
+        elif n == 20 and text[19] == "Z":
+            millis = 0
+            head = f"{text[:19]}.000Z"
+        else:
+            return None
+        if millis is None:
+            return None
+        base = seconds.get(text[:19])
+        if base is None:
+            value = iso_timestamp_ms(head)  # parses and caches the second when ``head`` is canonical
+            if value is None or not 0 <= value < MAX_TS_MS or iso_ms(value) != head:
+                return None
+            base = value - millis
+        values.append(base + millis)
+        canonical.append(head)
+    return values, canonical

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import msgspec
 from hypothesis import example, given, settings
@@ -228,6 +228,45 @@ def test_clean_batches_are_decoded_by_column_as_the_record_decoder_does() -> Non
         assert decode_engagements(mixed).rows[: len(CLEAN)] == decoded.rows
 
 
+def test_debezium_timestamps_of_any_precision_take_the_column_path() -> None:
+    """Debezium writes 0 to 9 fraction digits, as the value needs: a batch mixing them is still decoded by
+    column, to the milliseconds (truncated) and canonical texts of the record path."""
+    stamps = [
+        "2026-03-01T23:58:00Z",
+        "2026-03-01T23:58:00.6Z",
+        "2026-03-01T23:58:00.65Z",
+        "2026-03-01T23:58:00.650Z",
+        "2026-03-01T23:58:00.6507Z",
+        "2026-03-01T23:58:00.600717Z",
+        "2026-03-01T23:58:00.999999999Z",
+        "2031-07-15T08:09:10.011000001Z",
+    ]
+    batch = trigger([json.dumps(row(70 + i, event_ts=t)).encode() for i, t in enumerate(stamps)])
+    clean = decode_clean(batch)
+    assert clean is not None
+    assert [r.event_ts for r in clean.rows] == [
+        "2026-03-01T23:58:00.000Z",
+        "2026-03-01T23:58:00.600Z",
+        "2026-03-01T23:58:00.650Z",
+        "2026-03-01T23:58:00.650Z",
+        "2026-03-01T23:58:00.650Z",
+        "2026-03-01T23:58:00.600Z",
+        "2026-03-01T23:58:00.999Z",
+        "2031-07-15T08:09:10.011Z",
+    ]
+    expected = [_row(i, cast(EngagementRow, decode_engagement(r))) for i, r in enumerate(batch.records())]
+    assert clean.rows == expected
+    # not UTC, an empty fraction, a non-ASCII digit: the record path decides
+    for odd in ("2026-03-01T23:58:00.6+00:00", "2026-03-01T23:58:00.Z", "2026-03-01T23:58:00.650\u0661Z"):
+        mixed = trigger(
+            [
+                *(json.dumps(row(70, event_ts=t)).encode() for t in stamps),
+                json.dumps(row(80, event_ts=odd)).encode(),
+            ]
+        )
+        assert decode_clean(mixed) is None
+
+
 def test_clean_envelopes_columns_and_scores_match_the_reference() -> None:
     batch = trigger(CLEAN)
     decoded = decode_engagements(batch)
@@ -274,7 +313,16 @@ def _uuid_forms(pool: list[str]) -> st.SearchStrategy[Any]:
 # Seconds 1970 .. 2100, often a few known ones: the decoders read those through their cache (see the test).
 _KNOWN_SECONDS = (0, T0 // 1000, T0 // 1000 + 1)
 _SECONDS = st.one_of(st.sampled_from(_KNOWN_SECONDS), st.integers(0, 4_102_444_800))
+# Debezium's ZonedTimestamp: a UTC second and as many fraction digits as the value needs (none, 1 to 9).
+_DEBEZIUM_TS = st.builds(
+    lambda s, nanos: iso_ms(s * 1000)[:19] + (f".{nanos:09d}".rstrip("0").rstrip(".")) + "Z",
+    _SECONDS,
+    st.one_of(st.integers(0, 999_999_999), st.integers(0, 999).map(lambda ms: ms * 1_000_000)),
+)
 _EVENT_TS = st.one_of(
+    _DEBEZIUM_TS,
+    _SECONDS.map(lambda s: iso_ms(s * 1000)[:19] + ".Z"),
+    _SECONDS.map(lambda s: iso_ms(s * 1000)[:19] + ".5000\u0661Z"),
     st.builds(
         lambda s, ms: iso_ms(s * 1000 + ms),
         st.sampled_from([T0 // 1000, T0 // 1000 + 1]),
@@ -332,7 +380,9 @@ _CLEAN_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "content_id": st.sampled_from(_POOL),
     "user_id": st.sampled_from([UID, None, _MISSING]),
     "event_type": st.sampled_from(EVENT_TYPES),
-    "event_ts": st.builds(lambda s, ms: iso_ms(s * 1000 + ms), _SECONDS, st.integers(0, 999)),
+    "event_ts": st.one_of(
+        st.builds(lambda s, ms: iso_ms(s * 1000 + ms), _SECONDS, st.integers(0, 999)), _DEBEZIUM_TS
+    ),
     "duration_ms": st.one_of(st.none(), st.integers(0, 2**31 - 1), st.just(_MISSING)),
     "device": st.one_of(st.none(), st.text(max_size=8), st.just(_MISSING)),
     "__op": st.sampled_from(["c", "u", "r", "d", _MISSING]),
