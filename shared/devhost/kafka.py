@@ -518,7 +518,8 @@ class KafkaSource:
                 try:
                     if self.stop.is_set():
                         return  # not started: nothing stored, delivered again
-                    self.phases.starved += time.perf_counter() - started
+                    if self.phases.batches:  # not the wait for the group join before the first batch
+                        self.phases.starved += time.perf_counter() - started
                     if not self._run_batch(batch):
                         self._halted.set()
                         return

@@ -1,9 +1,11 @@
 """Kafka output bindings: what a function set on ``func.Out`` is produced after it returns.
 
-As with the Kafka extension, a string that is a JSON object with a ``Value`` field is a KafkaEventData
-envelope (``Key``, ``Headers`` and ``Topic`` optional); any other string or bytes is the message value.
-Every message is acknowledged before the invocation counts as succeeded, so an output failure fails the
-invocation (and is retried) before any checkpoint or commit.
+As the Kafka extension does (``KafkaProducerAsyncCollector``), a string that is a JSON object with every field
+of :data:`ENVELOPE_FIELDS` is a KafkaEventData envelope: its ``Value``, optional ``Key``, ``Headers``,
+``Partition`` and ``Timestamp`` make the message, which goes to the binding's topic; any other string (a
+JSON object missing one of them included), and any bytes, is the message value as is. Every message is
+acknowledged before the invocation counts as succeeded, so an output failure fails the invocation (and is
+retried) before any checkpoint or commit.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
@@ -21,89 +24,134 @@ from shared.settings import Settings
 
 
 class OutputMessage(NamedTuple):
-    topic: str | None
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int = -1  # -1: the partitioner chooses
+    timestamp_ms: int = 0  # 0: the time it is produced
 
 
-# The envelopes' decoder: msgspec's is about twice as fast as json.loads on these ~1 KB objects.
+# The fields a JSON string must all have to be read as a KafkaEventData envelope, as the extension checks
+# them (KafkaProducerAsyncCollector: case-sensitive); ``Key`` is optional. Anything else is the value as is.
+ENVELOPE_FIELDS = ("Offset", "Partition", "Topic", "Timestamp", "Value", "Headers")
+
+# Untyped, for the general path: msgspec's decoder is about twice as fast as json.loads on ~1 KB objects.
 _decode = msgspec.json.Decoder().decode
 
 
 class _Header(msgspec.Struct):
     Key: str
-    Value: Any = ""
+    Value: str
 
 
 class _Envelope(msgspec.Struct):
-    """A KafkaEventData envelope as functions usually write it (other fields, such as ``Offset``, ignored).
+    """An envelope as functions usually write it: strings, a number partition, string headers."""
 
-    The lower-case names are here only to notice them: such an envelope takes the general path."""
-
-    Value: Any
-    Key: Any = None
-    Headers: list[_Header] | None = None
-    Topic: Any = None
-    value: Any = msgspec.UNSET
-    key: Any = msgspec.UNSET
-    topic: Any = msgspec.UNSET
+    Offset: Any
+    Partition: int
+    Topic: Any
+    Timestamp: str
+    Value: str
+    Headers: list[_Header]
+    Key: str | None = None
 
 
-# Typed: no dict per envelope. An envelope this does not take (lower-case names, a non-string header key,
-# NaN) is read again by the general path below, so the result is the same either way.
+# Typed: no dict per envelope. What it does not take is read again by the general path, with the same result.
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 
 
-def _text(value: Any) -> bytes:
-    return (value if isinstance(value, str) else json.dumps(value)).encode("utf-8")
+class _NotAnEnvelope(Exception):
+    """One of the extension's casts would fail: the whole string is the value."""
 
 
 def _message(item: Any) -> OutputMessage:
-    raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+    if not isinstance(item, str):
+        return OutputMessage(None, bytes(item))
+    raw = item.encode("utf-8")
     if raw[:1] != b"{":
-        return OutputMessage(None, None, raw)
+        return OutputMessage(None, raw)
     try:
-        envelope = _decode_envelope(raw)
+        e = _decode_envelope(raw)
     except msgspec.DecodeError:  # ValidationError included
         return _general(raw)
-    if not (envelope.value is envelope.key is envelope.topic is msgspec.UNSET):
-        return _general(raw)
-    value, key, topic = envelope.Value, envelope.Key, envelope.Topic
-    return OutputMessage(
-        str(topic) if topic else None,
-        None if key is None else _text(key),
-        b"" if value is None else _text(value),
-        tuple((h.Key, _text(h.Value)) for h in envelope.Headers) if envelope.Headers else (),
-    )
+    try:
+        return OutputMessage(
+            None if e.Key is None else e.Key.encode("utf-8"),
+            e.Value.encode("utf-8"),
+            tuple((h.Key, h.Value.encode("utf-8")) for h in e.Headers),
+            e.Partition,
+            _timestamp_ms(e.Timestamp),
+        )
+    except _NotAnEnvelope:
+        return OutputMessage(None, raw)
 
 
 def _general(raw: bytes) -> OutputMessage:
-    parsed: Any = None
+    """Any string: an envelope when it is a JSON object with every :data:`ENVELOPE_FIELDS` whose values the
+    extension can cast (``(string)`` Value, Key and header fields, ``(int)`` Partition, ``(DateTime)``
+    Timestamp, an array of objects as Headers); otherwise the string itself is the value."""
     try:
         parsed = _decode(raw)
     except msgspec.DecodeError:
         try:  # what the stricter decoder refuses and Python's accepts (NaN, Infinity)
             parsed = json.loads(raw)
         except ValueError:
-            parsed = None
-    if not (isinstance(parsed, dict) and ("Value" in parsed or "value" in parsed)):
-        return OutputMessage(None, None, raw)
-    inner = parsed.get("Value", parsed.get("value"))
-    key = parsed.get("Key", parsed.get("key"))
-    listed = parsed.get("Headers")
-    headers = tuple(
-        (str(h.get("Key")), _text(h.get("Value", "")))
-        for h in (listed if isinstance(listed, list) else ())
-        if isinstance(h, dict)
-    )
-    topic = parsed.get("Topic") or parsed.get("topic")
-    return OutputMessage(
-        str(topic) if topic else None,
-        None if key is None else _text(key),
-        b"" if inner is None else _text(inner),
-        headers,
-    )
+            return OutputMessage(None, raw)
+    if not isinstance(parsed, dict) or not all(name in parsed for name in ENVELOPE_FIELDS):
+        return OutputMessage(None, raw)
+    try:
+        if parsed["Value"] is None:
+            raise ValueError("a Kafka output envelope has a null Value (the extension refuses to send it)")
+        headers = parsed["Headers"]
+        if not isinstance(headers, list) or not all(isinstance(h, dict) for h in headers):
+            raise _NotAnEnvelope
+        key = parsed.get("Key")
+        return OutputMessage(
+            None if key is None else _string(key).encode("utf-8"),
+            _string(parsed["Value"]).encode("utf-8"),
+            tuple((_string(h.get("Key")), _string(h.get("Value")).encode("utf-8")) for h in headers),
+            _int(parsed["Partition"]),
+            _timestamp_ms(parsed["Timestamp"]),
+        )
+    except _NotAnEnvelope:
+        return OutputMessage(None, raw)
+
+
+def _string(value: Any) -> str:
+    """Json.NET's ``(string)`` cast of a JSON value: text of a scalar; an object, array or null fails."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    raise _NotAnEnvelope
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _NotAnEnvelope
+    try:
+        return int(value)
+    except ValueError:
+        raise _NotAnEnvelope from None
+
+
+def _timestamp_ms(value: Any) -> int:
+    """The envelope's ``Timestamp`` as the message's time; 0 (the time it is produced) before 1970."""
+    if not isinstance(value, str):
+        raise _NotAnEnvelope
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _NotAnEnvelope from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    ms = (parsed - _EPOCH) // timedelta(milliseconds=1)
+    return ms if ms > 0 else 0
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def output_messages(value: Any) -> list[OutputMessage]:
@@ -155,9 +203,11 @@ class OutputProducer:
                 while True:
                     try:
                         self._producer.produce(
-                            m.topic or binding.topic,
+                            binding.topic,
                             value=m.value,
                             key=m.key,
+                            partition=m.partition,
+                            timestamp=m.timestamp_ms,
                             headers=list(m.headers) or None,
                             on_delivery=delivered,
                         )
