@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import msgspec
@@ -141,6 +142,11 @@ def _timestamp_ms(value: Any) -> int:
     """The envelope's ``Timestamp`` as the message's time; 0 (the time it is produced) before 1970."""
     if not isinstance(value, str):
         raise _NotAnEnvelope
+    return _text_ms(value)
+
+
+@lru_cache(maxsize=1024)  # a batch's envelopes share a few timestamps
+def _text_ms(value: str) -> int:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
