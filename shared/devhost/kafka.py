@@ -561,11 +561,25 @@ class KafkaSource:
         self._pending_idle = self._pending_lag = 0.0
         return True
 
+    def _topic_missing(self, consumer: Any) -> bool:
+        """Whether the broker says the topic does not exist (a consumer's metadata request creates none)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            topic = consumer.list_topics(self.fn.source, timeout=2).topics.get(self.fn.source)
+        except KafkaException:
+            return False  # no answer: not known to be missing; asked again on the next tick
+        return topic is None or (
+            topic.error is not None and topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        )
+
     def _update_lag(self, consumer: Any) -> None:
         from confluent_kafka import KafkaException
 
         assigned = list(self._assigned)
         if not assigned:
+            if self._topic_missing(consumer):
+                self.stats.ready(self.fn.name)  # nothing to read: drained (``--exit-when-idle`` may stop)
             return
         stored = dict(self._stored)  # the executor thread adds to it
         try:

@@ -215,3 +215,10 @@ def test_kill_9_loses_nothing_and_replays_at_most_the_batches_not_yet_committed(
     # Delivered twice: at most the batch in flight and the batches finished since the last auto-commit
     # (every 200 ms, as the extension; a batch takes 300 ms here, so at most one).
     assert sum(n - 1 for n in counts.values()) <= 100
+
+
+def test_exit_when_idle_stops_when_the_topic_does_not_exist(setup: dict[str, Any]) -> None:
+    """Nothing to read is drained: the host stops instead of waiting for a topic nobody created."""
+    summary = host(setup, "--exit-when-idle", "2", timeout=90)
+    assert summary["events"] == 0
+    assert not records(setup["out"])
