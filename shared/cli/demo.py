@@ -23,6 +23,7 @@ from rich.table import Table
 
 from shared.cli.environment import export, settings_from
 from shared.cli.output import EXIT_FAILED, EXIT_UNAVAILABLE, err, fail, out, print_json
+from shared.cli.run import install_metrics
 from shared.demo.eventhubs import DEMO_MAPPING
 from shared.demo.redis_server import (
     OWN,
@@ -35,6 +36,7 @@ from shared.demo.redis_server import (
 from shared.demo.run import run_pipelines, storage
 from shared.demo.state import DEMO_ENV, read_demo_env, write_demo_env
 from shared.demo.stopping import Stopped, stop_on_signals
+from shared.telemetry.local import DEFAULT_METRICS_HOST
 
 
 def run_demo(
@@ -68,13 +70,19 @@ def run_demo(
             settings = settings_from(env)
             export(env)
             summary["storage"] = storage(settings)
-            _, missing, failed = run_pipelines(
-                settings,
-                events=events,
-                seed=seed,
-                progress=err.status if progress else None,
-                results=pipelines,
-            )
+            # The CLI's own MeterProvider, before the app is imported: the app's Azure Monitor set-up then
+            # stays off, so a demo never exports to Application Insights, whatever the environment says.
+            local_metrics = install_metrics(env, port=None, host=DEFAULT_METRICS_HOST)
+            try:
+                _, missing, failed = run_pipelines(
+                    settings,
+                    events=events,
+                    seed=seed,
+                    progress=err.status if progress else None,
+                    results=pipelines,
+                )
+            finally:
+                local_metrics.shutdown()  # what an OTLP exporter (OTEL_EXPORTER_OTLP_*) has left to send
     except RedisUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     except KeyboardInterrupt as exc:

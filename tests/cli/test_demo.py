@@ -312,3 +312,25 @@ def test_no_redis_and_no_redis_server(tmp_path: Path) -> None:
     assert "redis-server is not installed" in result.stderr
     assert "REDIS_URL" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.integration
+def test_the_demo_never_exports_to_application_insights(folder: Path, redis_url: str) -> None:
+    """With a connection string in the environment (a deployed app's settings pulled down, say), the demo's
+    metrics stay local: the CLI installs its own MeterProvider before the app is imported."""
+    from tests.telemetry.receiver import receiver
+
+    with receiver() as ingestion:
+        env = _env(
+            folder,
+            REDIS_URL=redis_url,
+            APPLICATIONINSIGHTS_CONNECTION_STRING=(
+                "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+                f"IngestionEndpoint={ingestion.url}/;LiveEndpoint={ingestion.url}/"
+            ),
+            APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true",
+        )
+        done = run_cli("demo", "--events", "200", "--json", env=env, cwd=folder, timeout=300)
+        assert done.code == 0, done.stderr[-3000:]
+        assert done.json()["pipelines"]["engagement"]["clickhouse_rows"] == 200
+        assert ingestion.received("/v2.1/track") == []
