@@ -93,19 +93,66 @@ def _host(
     return host, planned, wall
 
 
+def _host_batch_size(settings: Any, environ: dict[str, str]) -> int:
+    """The enrichment function's batch size as the dev host plans it (host.json)."""
+    from shared.cli.run import build_plan
+
+    planned = build_plan(
+        settings,
+        environ,
+        app_module="function_app",
+        app_dir=ROOT,
+        functions=["engagement_enrich"],
+        batch_size=None,
+    )
+    return next(p.batch_size for p in planned if p.runs)
+
+
 def _drain(settings: Any, environ: dict[str, str], events: int, idle: float) -> dict[str, Any]:
     # The content first, as in a running system (and as the function-only run below): otherwise the two
     # sources race, engagements arrive before their content and are enriched twice, which is other work.
     _host(settings, environ, ["engagement_content_cdc"], idle)
+    cpu, broker = time.process_time(), _broker_cpu()
     host, planned, wall = _host(settings, environ, ["engagement_content_cdc", "engagement_enrich"], idle)
+    cpu, broker_after = time.process_time() - cpu, _broker_cpu()
     phases = host.kafka_sources["engagement_enrich"].phases
     if phases.first_fetch is None or phases.last_commit is None or phases.messages < events:
         raise SystemExit(f"the dev host drained {phases.messages} of {events} events")
-    return {"phases": phases, "wall": wall, "batch": next(p.batch_size for p in planned if p.runs)}
+    return {
+        "phases": phases,
+        "wall": wall,
+        "batch": next(p.batch_size for p in planned if p.runs),
+        "cpu": cpu,
+        "broker_cpu": None if broker is None or broker_after is None else broker_after - broker,
+    }
 
 
-def _function_only(settings: Any, contents: list[Any], engagements: list[Any], batch: int) -> float:
-    """Seconds the registered enrichment function takes for the same events in batches of ``batch``."""
+def _broker_cpu() -> float | None:
+    """CPU seconds of the local Kafka broker so far (the test services' pid file), or ``None``."""
+    pid_file = ROOT / ".services" / "kafka" / "kafka.pid"
+    try:
+        fields = Path(f"/proc/{int(pid_file.read_text())}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _function_only(
+    settings: Any,
+    environ: dict[str, str],
+    contents: list[Any],
+    engagements: list[Any],
+    batch: int,
+    run: str,
+    *,
+    publish: bool = False,
+) -> tuple[float, float]:
+    """Seconds (wall, and this process's CPU) the registered enrichment function takes for the same events
+    in batches of ``batch``, on Redis keys and a ClickHouse database of its own (``run`` names them).
+
+    ``publish``: after each call, its output binding is produced and acknowledged as the dev host does it
+    (:class:`~shared.devhost.outputs.OutputProducer`, to a topic of its own), one batch after the other: the
+    sequential work of a host, without the consumer."""
     import gc
 
     from shared.demo.engagement import Collect, registered
@@ -127,8 +174,8 @@ def _function_only(settings: Any, contents: list[Any], engagements: list[Any], b
     alone = Pipeline(
         settings.model_copy(
             update={
-                "redis_key_prefix": f"{settings.redis_key_prefix}alone:",
-                "clickhouse_database": f"{settings.clickhouse_database}_alone",
+                "redis_key_prefix": f"{settings.redis_key_prefix}alone{run}:",
+                "clickhouse_database": f"{settings.clickhouse_database}_alone{run}",
             }
         )
     )
@@ -136,16 +183,33 @@ def _function_only(settings: Any, contents: list[Any], engagements: list[Any], b
     batches = [batch_of(pairs[i : i + batch], settings.topic_engage, i) for i in range(0, len(pairs), batch)]
     warm = batch_of([debezium_engagement(e) for e in engagements[:10]], settings.topic_engage, 0)
     enrich = registered(ENRICH_FUNCTION)
+    deliver = _publisher(settings, environ, run) if publish else None
     with use_pipeline(alone):
         registered(CONTENT_FUNCTION)(
             events=batch_of([debezium_content(c) for c in contents], settings.topic_content, 0), out=Collect()
         )
         enrich(events=warm, out=Collect())  # schema, script load: the dev host's first batch paid them too
         gc.collect()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for b in batches:
-            enrich(events=b, out=Collect())
-        return time.perf_counter() - started
+            out = Collect()
+            enrich(events=b, out=out)
+            if deliver is not None:
+                deliver({"out": out.get()})
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
+def _publisher(settings: Any, environ: dict[str, str], run: str) -> Any:
+    """The dev host's output binding of ``engagement_enrich``, producing to a topic of its own."""
+    import dataclasses
+
+    from shared.devhost.functions import discover, import_app
+    from shared.devhost.outputs import OutputProducer
+
+    fn = next(f for f in discover(import_app("function_app", ROOT), environ) if f.name == "engagement_enrich")
+    topic = f"{settings.topic_out}.alone{run}"
+    outputs = tuple(dataclasses.replace(o, topic=topic) for o in fn.outputs)
+    return OutputProducer(dataclasses.replace(fn, outputs=outputs), settings).deliver
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -168,15 +232,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         settings = load_settings(environ)
         contents, engagements = _traffic(args.events, args.seed)
         produce_seconds = _produce(settings, contents, engagements)
+        # The function alone just before and just after the dev host (the machine's speed drifts): the
+        # ratio is to their mean.
+        batch = _host_batch_size(settings, environ)
+        before, cpu_before = _function_only(settings, environ, contents, engagements, batch, "1")
+        with_output_before, _ = _function_only(
+            settings, environ, contents, engagements, batch, "2", publish=True
+        )
         drained = _drain(settings, environ, args.events, args.idle)
         phases = drained["phases"]
-        function_seconds = _function_only(settings, contents, engagements, drained["batch"])
+        with_output_after, _ = _function_only(
+            settings, environ, contents, engagements, batch, "3", publish=True
+        )
+        after, cpu_after = _function_only(settings, environ, contents, engagements, batch, "4")
+        function_seconds, function_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
+        with_output_seconds = (with_output_before + with_output_after) / 2
         _cleanup(settings, args.redis_url, run)
 
     seconds = phases.last_commit - phases.first_fetch
     host_rate = phases.messages / seconds
     function_rate = args.events / function_seconds
     per_batch = 1000 / phases.batches
+    batches = -(-args.events // drained["batch"])
     return {
         "benchmark": "devhost_kafka",
         "events": args.events,
@@ -188,6 +265,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "devhost_events_per_second": round(host_rate),
         "function_only_events_per_second": round(function_rate),
         "devhost_to_function_ratio": round(host_rate / function_rate, 3),
+        # The function and then its output binding (produce, wait for the acknowledgements), batch after
+        # batch, without the dev host: the sequential work any host does before it may commit.
+        "function_and_output_binding_events_per_second": round(args.events / with_output_seconds),
+        "devhost_to_function_and_output_binding_ratio": round(
+            host_rate / (args.events / with_output_seconds), 3
+        ),
         "ms_per_batch": {
             # The subscriber thread (fetches the next batch while the function runs) ...
             "subscriber": {
@@ -201,13 +284,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "executor": {
                 "function": round(phases.function * per_batch, 2),
                 "output_binding": round(phases.output * per_batch, 2),
+                "output_binding_waiting_for_acks": round(phases.output_flush * per_batch, 2),
                 "store_offsets": round(phases.commit * per_batch, 2),
                 "waiting_for_a_batch": round(phases.starved * per_batch, 2),
                 "function_and_output_thread_cpu": round(phases.function_cpu * per_batch, 2),
             },
             "elapsed": round(seconds * per_batch, 2),
         },
-        "function_only_ms_per_batch": round(function_seconds * 1000 / -(-args.events // drained["batch"]), 2),
+        "function_only_ms_per_batch": round(function_seconds * 1000 / batches, 2),
+        "function_and_output_binding_ms_per_batch_before_and_after": [
+            round(with_output_before * 1000 / batches, 2),
+            round(with_output_after * 1000 / batches, 2),
+        ],
+        "function_only_ms_per_batch_before_and_after": [
+            round(before * 1000 / batches, 2),
+            round(after * 1000 / batches, 2),
+        ],
+        # CPU per batch: this process (every thread: Python, librdkafka, chDB) and the local broker.
+        "cpu_ms_per_batch": {
+            "devhost_process": round(drained["cpu"] * 1000 / phases.batches, 2),
+            "broker": None
+            if drained["broker_cpu"] is None
+            else round(drained["broker_cpu"] * 1000 / phases.batches, 2),
+            "function_only_process": round(function_cpu * 1000 / batches, 2),
+        },
         "host_wall_seconds_including_idle_exit": round(drained["wall"], 2),
         "cpu_count": os.cpu_count(),
     }
@@ -224,6 +324,7 @@ def _cleanup(settings: Any, redis_url: str, run: str) -> None:
         client.delete(key)
     admin = AdminClient(client_config(settings))
     topics = [settings.topic_content, settings.topic_engage, settings.topic_out]
+    topics += [f"{settings.topic_out}.alone{run}" for run in ("2", "3")]
     for future in admin.delete_topics(topics, operation_timeout=30).values():
         future.result()
 

@@ -92,12 +92,29 @@ def test_devhost_benchmark_drains_every_event_and_says_where_the_time_went(
         "function_only_events_per_second",
         "devhost_to_function_ratio",
         "seconds_first_fetch_to_last_offset_stored",
+        "function_and_output_binding_events_per_second",
+        "devhost_to_function_and_output_binding_ratio",
+        "function_only_ms_per_batch",
     ):
         assert result[figure] > 0, figure
+    for pair in (
+        "function_only_ms_per_batch_before_and_after",
+        "function_and_output_binding_ms_per_batch_before_and_after",
+    ):
+        assert len(result[pair]) == 2 and all(ms > 0 for ms in result[pair]), pair
+    cpu = result["cpu_ms_per_batch"]
+    assert cpu["devhost_process"] > 0 and cpu["function_only_process"] > 0
+    assert cpu["broker"] is None or cpu["broker"] > 0  # known when the broker is the local services' one
     subscriber, executor = result["ms_per_batch"]["subscriber"], result["ms_per_batch"]["executor"]
     for phase in ("fetch", "build_kafka_events"):
         assert subscriber[phase] > 0, phase
-    for phase in ("function", "output_binding", "store_offsets", "function_and_output_thread_cpu"):
+    for phase in (
+        "function",
+        "output_binding",
+        "output_binding_waiting_for_acks",
+        "store_offsets",
+        "function_and_output_thread_cpu",
+    ):
         assert executor[phase] > 0, phase
     assert {"waiting_for_room_in_channel", "empty_fetches", "lag_reports"} <= set(subscriber)
     assert "waiting_for_a_batch" in executor

@@ -151,6 +151,7 @@ class KafkaPhases:
     function: float = 0.0
     function_cpu: float = 0.0  # the executor thread's CPU time in the function and its output binding
     output: float = 0.0
+    output_flush: float = 0.0  # of ``output``, the wait for the broker's acknowledgements
     commit: float = 0.0
     starved: float = 0.0
     idle: float = 0.0  # consumer calls that returned nothing, between two batches
@@ -532,7 +533,7 @@ class KafkaSource:
     def _run_batch(self, batch: KafkaBatch) -> bool:
         self.stats.touch()
         phases = self.phases
-        output_before = self.outputs.seconds
+        output_before, flush_before = self.outputs.seconds, self.outputs.flush_seconds
         for unit, payload in batch.units:
             label = ",".join(sorted({str(m.partition) for m in unit}))
             started, cpu_started = time.perf_counter(), time.thread_time()
@@ -556,6 +557,7 @@ class KafkaSource:
         output = self.outputs.seconds - output_before
         phases.function -= output
         phases.output += output
+        phases.output_flush += self.outputs.flush_seconds - flush_before
         phases.idle += self._pending_idle
         phases.lag += self._pending_lag
         self._pending_idle = self._pending_lag = 0.0

@@ -176,6 +176,7 @@ class OutputProducer:
         self.settings = settings
         self._producer: Any = None
         self.seconds = 0.0  # time spent producing and flushing (the dev host's breakdown)
+        self.flush_seconds = 0.0  # of which waiting for the acknowledgements
 
     def deliver(self, outputs: Mapping[str, Any]) -> None:
         started = time.perf_counter()
@@ -220,7 +221,9 @@ class OutputProducer:
                         break
                     except BufferError:
                         self._producer.poll(0.1)
+            flushed = time.perf_counter()
             remaining = self._producer.flush(30)
+            self.flush_seconds += time.perf_counter() - flushed
             if remaining or failures:
                 # Drop what is still queued: the retry produces the whole output again (consumers dedupe).
                 self._producer.purge()
