@@ -204,7 +204,8 @@ class OutputProducer:
                 continue
             if self._producer is None:
                 conf = client_config(self.settings, binding.brokers)
-                conf.update({"enable.idempotence": True, "linger.ms": 5})
+                # Reports for failed messages only: no Python callback per delivered message.
+                conf.update({"enable.idempotence": True, "linger.ms": 5, "delivery.report.only.error": True})
                 self._producer = Producer(conf)
             for m in messages:
                 while True:

@@ -9,6 +9,7 @@ dev host must see in Azure what it saw here.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -119,3 +120,61 @@ def test_the_typed_fast_path_reads_every_string_as_the_general_path(envelopes: l
             output_messages(texts)
     else:
         assert output_messages(texts) == expected
+
+
+@pytest.mark.integration
+def test_a_refused_message_fails_the_invocation_and_delivered_ones_are_on_the_topic(
+    kafka_brokers: str,
+) -> None:
+    """Only failed deliveries are reported back (no callback per message), and a failure still fails the
+    output binding, so the batch is retried before any commit."""
+    import uuid
+
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    from shared.devhost.functions import HostedFunction, OutputBinding, TriggerKind
+    from shared.devhost.outputs import OutputProducer
+    from shared.errors import TransientError
+    from shared.settings import load_settings
+
+    topic = f"outputs-{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": kafka_brokers})
+    small = NewTopic(topic, num_partitions=1, replication_factor=1, config={"max.message.bytes": "2000"})
+    admin.create_topics([small])[topic].result(timeout=30)
+    fn = HostedFunction(
+        name="f",
+        kind=TriggerKind.KAFKA,
+        arg_name="events",
+        many=True,
+        source="in",
+        consumer_group="g",
+        connection=None,
+        retry=None,
+        outputs=(OutputBinding("out", "kafka", topic, kafka_brokers),),
+        trigger={},
+        user_function=lambda events, out: None,
+    )
+    producer = OutputProducer(fn, load_settings({"KAFKA_BROKERS": kafka_brokers}))
+    try:
+        producer.deliver({"out": [json.dumps(envelope(Value=f"v{i}")) for i in range(20)]})
+        with pytest.raises(TransientError, match=r"output binding out: \d+ undelivered"):
+            producer.deliver({"out": ["small", "x" * 5000]})
+    finally:
+        producer.close()
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_brokers, "group.id": topic, "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(50, timeout=1.0) if m.error() is None]
+        got += [m.value() for m in consumer.consume(50, timeout=1.0) if m.error() is None]
+    finally:
+        consumer.close()
+        admin.delete_topics([topic])
+    assert got[:20] == [f"v{i}".encode() for i in range(20)]
+    assert b"x" * 5000 not in got
