@@ -48,6 +48,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from shared.errors import ConfigError
 from shared.ncrontab import Schedule
 from shared.sqlident import IDENTIFIER_RULE, is_identifier
+from shared.timespan import parse_timespan
 
 
 class BodyFormat(StrEnum):
@@ -59,7 +60,6 @@ class BodyFormat(StrEnum):
 
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?$")
-_TIMESPAN_RE = re.compile(r"^\d{2}:[0-5]\d:[0-5]\d$")
 _MAPPING_KEY_RE = re.compile(r"^(EVENTHUBNAME|MOTHERDUCK)_(\d+)(?:_([A-Z_]+))?$")
 # A schedule must fire at least once in the five years after this instant (``0 0 0 30 2 *`` never does).
 _SCHEDULE_CHECKED_FROM = datetime(2000, 1, 1, tzinfo=UTC)
@@ -81,8 +81,7 @@ def _not_reserved(value: str) -> str:
 
 
 def _time_span(value: str) -> str:
-    if not _TIMESPAN_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a time span hh:mm:ss")
+    parse_timespan(value)  # ValueError names the expected form
     return value
 
 
@@ -100,7 +99,7 @@ Identifier = Annotated[str, AfterValidator(_identifier)]
 TableIdentifier = Annotated[Identifier, AfterValidator(_not_reserved)]
 """An SQL identifier of the user's, not one of StreamDuck's own ``_streamduck*`` tables."""
 TimeSpan = Annotated[str, AfterValidator(_time_span)]
-"""A ``hh:mm:ss`` time span as the Functions host reads it."""
+"""A time span as the Functions host reads it (``hh:mm:ss``, see :mod:`shared.timespan`)."""
 NcrontabSchedule = Annotated[str, AfterValidator(_schedule)]
 """A six-field NCRONTAB expression the dev host's timers (and Azure's) can run."""
 

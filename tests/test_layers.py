@@ -21,7 +21,7 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 # Low to high. ``shared`` is the package's own ``__init__`` (the version), ``__main__`` is ``python -m shared``.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("shared", "errors", "sqlident", "ncrontab", "clock", "telemetry", "appindex"),
+    ("shared", "errors", "sqlident", "ncrontab", "timespan", "clock", "telemetry", "appindex"),
     ("settings",),
     ("kafkaconfig", "duck"),
     ("eventhubs", "engagement"),

@@ -20,11 +20,11 @@ from typing import Any
 
 from shared.devhost.functions import HostedFunction, TriggerKind
 from shared.devhost.kafka import KafkaBatching
-from shared.devhost.policy import parse_timespan
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
 from shared.errors import ConfigError, UnavailableError
 from shared.settings import Settings
+from shared.timespan import parse_timespan
 
 log = logging.getLogger("streamduck.devhost")
 

@@ -7,24 +7,13 @@ invoker that applies a policy is :class:`shared.devhost.retry.Invoker`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.devhost.expressions import resolve_expression
 from shared.errors import ConfigError
-
-_TIMESPAN_RE = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
-
-
-def parse_timespan(value: str) -> float:
-    """Seconds in a .NET time span ``[d.]hh:mm:ss[.fff]``."""
-    match = _TIMESPAN_RE.fullmatch(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a time span hh:mm:ss")
-    days, hours, minutes, seconds = match.groups()
-    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+from shared.timespan import parse_timespan
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def test_a_refused_message_fails_the_invocation_and_delivered_ones_are_on_the_to
         {"bootstrap.servers": kafka_brokers, "group.id": topic, "auto.offset.reset": "earliest"}
     )
     consumer.subscribe([topic])
-    got: list[bytes] = []
+    got: list[bytes | None] = []
     try:
         deadline = time.monotonic() + 30
         while len(got) < 20 and time.monotonic() < deadline:
