@@ -88,9 +88,7 @@ class EnrichedRows:
         "_duration",
         "_id_values",
         "_known",
-        "_ops",
         "_position",
-        "_secs",
         "_version_bytes",
         "_version_words",
         "envelopes",
@@ -147,8 +145,6 @@ class EnrichedRows:
         ops = pa.array(columns["op"], pa.string())
         deleted = pc.equal(ops, "d")
         self._deleted = deleted
-        self._ops = ops
-        self._secs = secs_centis
         if n == len(batch):
             topics, partitions, offsets = batch.topics, batch.partitions, batch.offsets
         else:
@@ -200,35 +196,6 @@ class EnrichedRows:
     def dedup_token(self, scope: str) -> str:
         """The same token :meth:`EnrichedBatch.dedup_token` gives for the same rows."""
         return dedup_token_of(scope, len(self), self._id_values.tobytes(), self._version_bytes.to_pybytes())
-
-    def score_totals(self) -> pa.Table:
-        """Leaderboard deltas of the batch: ``minute`` (epoch minute of ``event_ts``), ``member`` (content id)
-        and ``centis`` (engagement seconds in hundredths, negative for deletes), summed per minute and member
-        and non-zero; rows without a duration and updates (``u``) score nothing."""
-        secs = self._secs
-        scored = pa.table(
-            {
-                "minute": pa.array(np.array(self._cols["event_ts_ms"], dtype=np.int64) // 60_000, pa.int64()),
-                "member": self._arrays["content_id"],
-                "centis": pc.if_else(self._deleted, pc.negate(secs), secs),
-            }
-        ).filter(pc.and_(secs.is_valid(), pc.not_equal(self._ops, "u")))
-        totals = scored.group_by(["minute", "member"], use_threads=False).aggregate([("centis", "sum")])
-        totals = totals.rename_columns(["minute", "member", "centis"])
-        return totals.filter(pc.not_equal(totals["centis"], 0))
-
-    def scores(self) -> list[tuple[int, int, str, int]]:
-        """The per-record leaderboard scores ``(record index, minute, member, centis)`` (the general form)."""
-        c = self._cols
-        result: list[tuple[int, int, str, int]] = []
-        for i, op, content_id, ts_ms, duration in zip(
-            c["position"], c["op"], c["content_id"], c["event_ts_ms"], c["duration_ms"], strict=True
-        ):
-            if duration is not None and op != "u":
-                centis = (duration + 5) // 10
-                if centis:
-                    result.append((i, ts_ms // 60_000, content_id, -centis if op == "d" else centis))
-        return result
 
     def write_envelopes(self) -> list[str]:
         """The output envelopes (one per row, in order); also kept in :attr:`envelopes`."""
