@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -290,6 +291,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "function_and_output_thread_cpu": round(phases.function_cpu * per_batch, 2),
             },
             "elapsed": round(seconds * per_batch, 2),
+        },
+        # Medians: the means above include the first batch's connections and any stall.
+        "median_ms_per_batch": {
+            "function": round(statistics.median(phases.function_each) * 1000, 2),
+            "output_binding": round(statistics.median(phases.output_each) * 1000, 2),
         },
         "function_only_ms_per_batch": round(function_seconds * 1000 / batches, 2),
         "function_and_output_binding_ms_per_batch_before_and_after": [

@@ -7,6 +7,7 @@ targets.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -293,6 +294,10 @@ class DevHost:
         return e_source.run
 
     def start(self) -> None:
+        # What is alive now (the app, its libraries) lives as long as the host: out of the collector's sight,
+        # so a full collection between batches walks only what the batches left (as long-running servers do).
+        gc.collect()
+        gc.freeze()
         for p in self.planned:
             target = self._runner(p)
 

@@ -158,6 +158,9 @@ class KafkaPhases:
     lag: float = 0.0  # the lag reports' broker requests, between two batches
     first_fetch: float | None = None
     last_commit: float | None = None
+    # Per batch (a unit of a cardinality-one function counts as one): function and output binding seconds.
+    function_each: list[float] = field(default_factory=list)
+    output_each: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -537,8 +540,12 @@ class KafkaSource:
         for unit, payload in batch.units:
             label = ",".join(sorted({str(m.partition) for m in unit}))
             started, cpu_started = time.perf_counter(), time.thread_time()
+            unit_output = self.outputs.seconds
             outcome = self.invoker.invoke(self.fn, payload, deliver_outputs=self.outputs.deliver, label=label)
-            phases.function += time.perf_counter() - started
+            took, unit_output = time.perf_counter() - started, self.outputs.seconds - unit_output
+            phases.function += took
+            phases.function_each.append(took - unit_output)
+            phases.output_each.append(unit_output)
             phases.function_cpu += time.thread_time() - cpu_started
             if outcome.status == "abandoned":
                 self.stats.batch_done(self.fn.name, label, len(unit), "", "abandoned")
