@@ -229,12 +229,16 @@ class DuckConnections:
         self._autoinstall = autoinstall_extensions
         self._lock = threading.Lock()
         self._roots: dict[tuple[str, bool], duckdb.DuckDBPyConnection] = {}
+        self._locations: dict[tuple[str, bool], str] = {}
 
     def location(self, database: str, token: SecretStr | None = None) -> str:
         """Where ``database`` lives: ``md:<db>`` or the local file path."""
-        if (token or self._default_token) is not None:
-            return f"md:{database}"
-        return str(self._data_dir / f"{database}.duckdb")
+        key = (database, (token or self._default_token) is not None)
+        found = self._locations.get(key)
+        if found is None:
+            found = f"md:{database}" if key[1] else str(self._data_dir / f"{database}.duckdb")
+            self._locations[key] = found
+        return found
 
     def cursor(self, database: str, token: SecretStr | None = None) -> duckdb.DuckDBPyConnection:
         token = token or self._default_token

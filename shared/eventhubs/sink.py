@@ -18,7 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -32,6 +32,8 @@ from shared.eventhubs.decode import BadEvent, DecodedBatch, json_error_reason
 from shared.settings import BodyFormat, EventHubMapping
 
 log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # _ARROW_BY_NAME: the statements read the batch's Arrow tables through DuckDB's replacement scan, which finds a
@@ -303,8 +305,8 @@ class MotherDuckSink:
         new_mark = mark
         if advances:
             top_index = n - 1 if seq[n - 1].as_py() == top else int(pc.index(seq, top).as_py())
-            top_time = t.column("enqueued_time")[top_index]
-            new_mark = _Mark(top, top_time.cast(pa.int64()).as_py() if top_time.is_valid else None, epoch)
+            # The scalar's value in the column's unit, as the column cast to int64 above (None when null).
+            new_mark = _Mark(top, t.column("enqueued_time")[top_index].value, epoch)
         return _Plan(
             rows=t if good is None else t.filter(good),
             parked=parked,
@@ -329,12 +331,13 @@ class MotherDuckSink:
     ) -> int:
         """Write the watermark row; returns the number of rows the statement changed. With ``expect``, the
         transaction is begun in the same call and the row is compared with ``expect`` (compare-and-set)."""
-        t, i = batch.table, plan.top_index
+        mark = plan.mark
         values = [
-            plan.mark.sequence_number,
-            t.column("event_offset")[i].as_py(),
-            t.column("enqueued_time")[i].as_py(),
-            plan.mark.epoch,
+            mark.sequence_number,
+            batch.table.column("event_offset")[plan.top_index].as_py(),
+            # The top event's enqueued time, which the plan read as microseconds (no timezone conversion).
+            None if mark.enqueued_us is None else _EPOCH + timedelta(microseconds=mark.enqueued_us),
+            mark.epoch,
             now,
         ]
         params: list[object]
