@@ -30,6 +30,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -273,12 +275,18 @@ def _calls_per_batch(fn: Any, timed: list[Any], counted: list[Any]) -> dict[str,
     from shared.eventhubs import ingest
 
     original = DuckConnections.cursor
+    original_thread_cursor = DuckConnections.thread_cursor
     # The name the ingestor calls (it imports decode_batch into its own module).
     original_decode = vars(ingest)["decode_batch"]
     decode_s = [0.0]
 
     def cursor(self: DuckConnections, *args: Any, **kwargs: Any) -> Any:
         return _CountingCursor(original(self, *args, **kwargs))
+
+    @contextmanager
+    def thread_cursor(self: DuckConnections, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with original_thread_cursor(self, *args, **kwargs) as inner:
+            yield _CountingCursor(inner)
 
     def decode_batch(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -288,6 +296,7 @@ def _calls_per_batch(fn: Any, timed: list[Any], counted: list[Any]) -> dict[str,
             decode_s[0] += time.perf_counter() - started
 
     DuckConnections.cursor = cursor  # type: ignore[method-assign]
+    DuckConnections.thread_cursor = thread_cursor  # type: ignore[method-assign]
     vars(ingest)["decode_batch"] = decode_batch
     parts: dict[str, list[float]] = {}
     try:
@@ -323,6 +332,7 @@ def _calls_per_batch(fn: Any, timed: list[Any], counted: list[Any]) -> dict[str,
         probe.close()
     finally:
         DuckConnections.cursor = original  # type: ignore[method-assign]
+        DuckConnections.thread_cursor = original_thread_cursor  # type: ignore[method-assign]
         vars(ingest)["decode_batch"] = original_decode
     return {
         "statements": round(statements / len(counted), 1),

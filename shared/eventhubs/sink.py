@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import SecretStr
 
 from shared.clock import Clock, utc_now
 from shared.duck import tables
@@ -175,9 +176,26 @@ class MotherDuckSink:
         return sql
 
     def write_batch(self, mapping: EventHubMapping, batch: DecodedBatch) -> BatchResult:
-        # One cursor per call (DuckDB cursors are not shared between threads).
+        # This thread's cursor, kept between batches (DuckDB cursors are not shared between threads).
         token = mapping.token
-        cur = self._connections.cursor(mapping.database, token)
+        with self._connections.thread_cursor(mapping.database, token) as cur:
+            result = self._write_batch(cur, mapping, token, batch)
+        if result.reset:
+            log.warning(
+                "sequence numbers went backwards on %s partition %s (hub recreated?): started epoch %d",
+                mapping.event_hub,
+                batch.partition.partition_id,
+                result.epoch,
+            )
+        return result
+
+    def _write_batch(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        mapping: EventHubMapping,
+        token: SecretStr | None,
+        batch: DecodedBatch,
+    ) -> BatchResult:
         location = self._connections.location(mapping.database, token)
         p = batch.partition
         key = (p.namespace, p.event_hub, p.consumer_group, p.partition_id, mapping.table)
@@ -204,15 +222,6 @@ class MotherDuckSink:
         except BaseException:
             self._marks.pop(mark_key, None)
             raise
-        finally:
-            cur.close()
-        if result.reset:
-            log.warning(
-                "sequence numbers went backwards on %s partition %s (hub recreated?): started epoch %d",
-                mapping.event_hub,
-                batch.partition.partition_id,
-                result.epoch,
-            )
         return result
 
     def _transaction(
