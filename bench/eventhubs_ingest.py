@@ -9,9 +9,13 @@ same events, the earlier system's method (one multi-row ``INSERT ... VALUES (?, 
 with the ratio. Building the host's
 ``func.EventHubEvent`` objects is not timed (the host does that before the function runs).
 
-Each run also times, for the same batches, the two parts no exactly-once function can skip, each on its own:
-decoding the batches, and a bare ``BEGIN; INSERT ... SELECT; COMMIT`` of the decoded columns (no watermark).
-Their sum is the floor this engine and machine set; the function adds the watermark and its checks to it.
+Each run also times, for the same events, the two parts no exactly-once function can skip: decoding the
+batches, and a bare ``BEGIN; INSERT ... SELECT; COMMIT`` of the decoded columns (no watermark) into a table made
+by the same DDL, in a database file of its own. Their sum is the floor this engine and machine set; the function
+adds the watermark and its checks to it. The function and the floor run interleaved, batch by batch (in
+alternating order), so both are timed on the same machine at the same moment; the ratio is given from the totals
+and from the medians per batch, with the medians of each part of both (decoding, each call into the engine, and
+the function's own Python).
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
@@ -57,32 +64,62 @@ def make_bodies(n: int, seed: int = 7) -> list[bytes]:
 def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) -> dict[str, Any]:
     import function_app
     from shared.appindex import user_function
+    from shared.eventhubs import default_ingestor
 
     fn = user_function(function_app.app, "eventhub_to_motherduck_1")
+    settings = function_app.settings
+    # The same events twice, as separate objects: one copy for the function, one for the floor, so neither
+    # reads what the other's decoding left in the host's objects.
     batches = _batches(bodies, 0, events, batch)
-    fn(batches[0][:1])  # warm-up: tables, connection
+    floor_batches = _batches(bodies, 0, events, batch)
+    # Warm-up of both on a full batch of another partition (tables, connections, the engine's first scans of
+    # a batch this size); the counts below are of the timed partition.
+    warm_up = _batches(bodies, 0, batch, batch, partition_id="1")[0]
+    fn(warm_up)
+    cur = default_ingestor(settings).connections.cursor("bench")
+    floor = _Floor(data_dir, settings)
+    floor.run(_batches(bodies, 0, batch, batch, partition_id="1")[0])
+    floor.reset()
     # The host builds each batch just before the call; here all of them exist up front. Keep the garbage
     # collector from re-scanning those prebuilt inputs on every collection (it would bill the function for
     # a heap the host never has).
     gc.collect()
     gc.freeze()
-    started = time.perf_counter()
-    for b in batches:
+    # Interleaved: batch by batch, the function then the floor, then the other way round for the next batch,
+    # so both see the same machine (other work on it, caches, the log files' growth) at the same moment.
+    function_s: list[float] = []
+    for i, (b, fb) in enumerate(zip(batches, floor_batches, strict=True)):
+        if i % 2:
+            floor.run(fb)
+        started = time.perf_counter()
         fn(b)
-    elapsed = time.perf_counter() - started
-    from shared.eventhubs import default_ingestor
+        function_s.append(time.perf_counter() - started)
+        if not i % 2:
+            floor.run(fb)
+    elapsed = sum(function_s)
+    floor_s = [sum(parts) for parts in zip(*floor.parts.values(), strict=True)]
 
     # The log the commits wrote is folded into the file by a CHECKPOINT (the compaction timer's, or DuckDB's
     # own at 256 MB of log): time it too, so the figure with it counts every byte the events cost locally.
-    cur = default_ingestor(function_app.settings).connections.cursor("bench")
+    # The floor's table is in a database file of its own, so this folds the function's log only.
     checkpoint_started = time.perf_counter()
     cur.execute("CHECKPOINT bench")
     checkpoint = time.perf_counter() - checkpoint_started
-    rows = cur.execute("SELECT count(*) FROM bench.raw.events").fetchall()[0][0]
-    floor = _floor(cur, batches, function_app.settings)
+    rows = cur.execute("SELECT count(*) FROM bench.raw.events WHERE partition_id = ?", ["0"]).fetchall()[0][0]
     cur.close()
-    calls = _calls_per_batch(fn, _batches(bodies, events, events + 5 * batch, batch))
+    floor_rows = floor.cur.execute(
+        f"SELECT count(*) FROM {floor.table} WHERE partition_id = ?", ["0"]
+    ).fetchall()
+
+    floor.close()
+    timed_end = events + min(len(batches), 20) * batch
+    calls = _calls_per_batch(
+        fn,
+        _batches(bodies, events, timed_end, batch),
+        _batches(bodies, timed_end, timed_end + 5 * batch, batch),
+    )
     per_batch = 1000 / len(batches)
+    floor_total = sum(floor_s)
     return {
         "batch": batch,
         "events": events,
@@ -91,10 +128,22 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
         "checkpoint_seconds": round(checkpoint, 3),
         "events_per_s_including_checkpoint": round(events / (elapsed + checkpoint)),
         "rows_in_table": rows,
+        "rows_in_floor_table": floor_rows[0][0],
         "function_ms_per_batch": round(elapsed * per_batch, 2),
-        "decode_alone_ms_per_batch": round(floor["decode"] * per_batch, 2),
-        "insert_commit_alone_ms_per_batch": round(floor["insert"] * per_batch, 2),
-        "events_per_s_decode_and_insert_alone": round(events / (floor["decode"] + floor["insert"])),
+        "decode_alone_ms_per_batch": round(sum(floor.parts["decode"]) * per_batch, 2),
+        "insert_commit_alone_ms_per_batch": round((floor_total - sum(floor.parts["decode"])) * per_batch, 2),
+        "events_per_s_decode_and_insert_alone": round(events / floor_total),
+        # Floor time over function time: the share of the floor's rate the function reaches. From the totals,
+        # and from the medians per batch (less moved by a pause of the machine in one of them).
+        "function_to_floor": round(floor_total / elapsed, 3),
+        "function_median_ms": _ms(statistics.median(function_s)),
+        "floor_median_ms": _ms(statistics.median(floor_s)),
+        "function_to_floor_median": round(statistics.median(floor_s) / statistics.median(function_s), 3),
+        # Medians per batch of each part of the floor (timed around each call), and of the function's,
+        # from a separate pass of further batches through a cursor that times each call into the engine:
+        # "ours" is the function's time outside decoding and outside the engine.
+        "floor_parts_median_ms": {k: _ms(statistics.median(v)) for k, v in floor.parts.items()},
+        "function_parts_median_ms": calls["parts"],
         # Per batch, as DuckDB logs them, and the calls into the engine (with MotherDuck, network round
         # trips); the floor's bare transaction is 3 statements in 3 calls.
         "statements_per_batch": calls["statements"],
@@ -103,12 +152,75 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
     }
 
 
-def _batches(bodies: list[bytes], first: int, end: int, batch: int) -> list[Any]:
-    """``func.EventHubEvent`` batches of events ``first`` to ``end`` (sequence numbers), as the host builds them."""
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+class _Floor:
+    """What the function's two unavoidable parts cost on their own, for the same batches: decoding them, and a
+    bare ``BEGIN; INSERT ... SELECT; COMMIT`` of the decoded columns (no watermark, no dead-letter check) into a
+    table made by the same DDL as the function's (constraints included), in a database file of its own in the
+    same folder and engine: the floor any exactly-once function over this engine starts from."""
+
+    def __init__(self, data_dir: Path, settings: Any) -> None:
+        from shared.duck import tables
+        from shared.duck.connection import DuckConnections
+
+        self.mapping = settings.mappings[0]
+        self.settings = settings
+        # The same connection settings as the function's (the project's own), on a file of its own.
+        self.connections = DuckConnections(data_dir=data_dir / "floor", default_token=None)
+        self.cur = self.connections.cursor(self.mapping.database)
+        for statement in tables.ddl(self.mapping)[:2]:  # the schema and the target table
+            self.cur.execute(statement)
+        self.table = tables.target(self.mapping)
+        self.now = datetime.now(UTC)
+        self.parts: dict[str, list[float]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.parts = {"decode": [], "begin": [], "insert": [], "commit": []}
+
+    def close(self) -> None:
+        self.cur.close()
+        self.connections.close()
+
+    def run(self, batch: Any) -> None:
+        from shared.eventhubs.decode import decode_batch
+        from shared.eventhubs.sink import rows_insert_sql
+
+        cur, settings = self.cur, self.settings
+        started = time.perf_counter()
+        decoded = decode_batch(
+            batch, self.mapping, namespace="bench", max_event_bytes=settings.max_event_bytes
+        )
+        _streamduck_batch = decoded.table
+        p = decoded.partition
+        decoded_at = time.perf_counter()
+        cur.execute("BEGIN TRANSACTION")
+        begun = time.perf_counter()
+        cur.execute(  # the sink's statement, which reads the table above by name
+            rows_insert_sql(self.table, self.mapping.body_format),
+            [p.event_hub, p.consumer_group, p.partition_id, self.now],
+        ).fetchall()
+        inserted = time.perf_counter()
+        cur.execute("COMMIT")
+        committed = time.perf_counter()
+        for part, seconds in zip(
+            ("decode", "begin", "insert", "commit"),
+            (decoded_at - started, begun - decoded_at, inserted - begun, committed - inserted),
+            strict=True,
+        ):
+            self.parts[part].append(seconds)
+
+
+def _batches(bodies: list[bytes], first: int, end: int, batch: int, partition_id: str = "0") -> list[Any]:
+    """``func.EventHubEvent`` batches of events ``first`` to ``end`` (sequence numbers) of partition
+    ``partition_id``, as the host builds them."""
     from shared.eventhubs.hostshape import PartitionInfo, SourceEvent, to_function_batch
 
     t0 = datetime(2026, 11, 22, tzinfo=UTC)
-    partition = PartitionInfo("0", "bench", "$Default", "bench.servicebus.windows.net")
+    partition = PartitionInfo(partition_id, "bench", "$Default", "bench.servicebus.windows.net")
     batches = []
     for start in range(first, end, batch):
         chunk = [
@@ -127,9 +239,11 @@ def _batches(bodies: list[bytes], first: int, end: int, batch: int) -> list[Any]
 
 
 class _CountingCursor:
-    """A DuckDB cursor that counts the calls that reach the engine (each a round trip with MotherDuck)."""
+    """A DuckDB cursor that counts and times the calls that reach the engine (each a round trip with
+    MotherDuck), by the statements' first words (``BEGIN; UPDATE``, ``INSERT``, ``COMMIT``)."""
 
-    calls = 0
+    calls: ClassVar[int] = 0
+    seconds: ClassVar[dict[str, float]] = {}
 
     def __init__(self, inner: duckdb.DuckDBPyConnection) -> None:
         self._inner = inner
@@ -140,32 +254,74 @@ class _CountingCursor:
 
             def counted(*args: Any, **kwargs: Any) -> Any:
                 _CountingCursor.calls += 1
+                label = "; ".join(s.split()[0].upper() for s in str(args[0]).split(";") if s.strip())
+                started = time.perf_counter()
                 result = attr(*args, **kwargs)
+                spent = time.perf_counter() - started
+                _CountingCursor.seconds[label] = _CountingCursor.seconds.get(label, 0.0) + spent
                 return self if result is self._inner else result
 
             return counted
         return attr
 
 
-def _calls_per_batch(fn: Any, batches: list[Any]) -> dict[str, float]:
-    """Statements (DuckDB's query log) and engine calls per batch for ``batches``, after the timed run."""
+def _calls_per_batch(fn: Any, timed: list[Any], counted: list[Any]) -> dict[str, Any]:
+    """After the timed run: the medians per batch of the function's parts over ``timed`` (decoding, each call
+    into the engine, and the rest: "ours"), then, over ``counted``, the statements per batch (DuckDB's query
+    log, which is off while the parts are timed) and the calls into the engine. The timing cursor adds a little
+    to each call, and DuckDB then looks for the sink's Arrow tables one frame further up, so the parts add up
+    to a bit more than the timed run's batches."""
     from shared.duck.connection import DuckConnections
+    from shared.eventhubs import ingest
 
     original = DuckConnections.cursor
+    original_thread_cursor = DuckConnections.thread_cursor
+    # The name the ingestor calls (it imports decode_batch into its own module).
+    original_decode = vars(ingest)["decode_batch"]
+    decode_s = [0.0]
 
     def cursor(self: DuckConnections, *args: Any, **kwargs: Any) -> Any:
         return _CountingCursor(original(self, *args, **kwargs))
 
+    @contextmanager
+    def thread_cursor(self: DuckConnections, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with original_thread_cursor(self, *args, **kwargs) as inner:
+            yield _CountingCursor(inner)
+
+    def decode_batch(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original_decode(*args, **kwargs)
+        finally:
+            decode_s[0] += time.perf_counter() - started
+
     DuckConnections.cursor = cursor  # type: ignore[method-assign]
+    DuckConnections.thread_cursor = thread_cursor  # type: ignore[method-assign]
+    vars(ingest)["decode_batch"] = decode_batch
+    parts: dict[str, list[float]] = {}
     try:
         probe = cursor.__get__(_connections())("bench")
         probe.execute(
             "SET GLOBAL python_scan_all_frames = true"
         )  # the sink names its Arrow table in its frame
+        for b in timed:
+            _CountingCursor.seconds = {}
+            decode_s[0] = 0.0
+            started = time.perf_counter()
+            fn(b)
+            total = time.perf_counter() - started
+            engine = sum(_CountingCursor.seconds.values())
+            for label, seconds in {
+                "decode": decode_s[0],
+                **_CountingCursor.seconds,
+                "ours": total - decode_s[0] - engine,
+                "total": total,
+            }.items():
+                parts.setdefault(label, []).append(seconds)
         probe.execute("CALL enable_logging('QueryLog')")
         probe.execute("CALL truncate_duckdb_logs()")
         _CountingCursor.calls = 0
-        for b in batches:
+        for b in counted:
             fn(b)
         calls = _CountingCursor.calls
         statements = probe.execute("SELECT count(*) FROM duckdb_logs WHERE type = 'QueryLog'").fetchall()[0][
@@ -176,7 +332,16 @@ def _calls_per_batch(fn: Any, batches: list[Any]) -> dict[str, float]:
         probe.close()
     finally:
         DuckConnections.cursor = original  # type: ignore[method-assign]
-    return {"statements": round(statements / len(batches), 1), "round_trips": round(calls / len(batches), 1)}
+        DuckConnections.thread_cursor = original_thread_cursor  # type: ignore[method-assign]
+        vars(ingest)["decode_batch"] = original_decode
+    return {
+        "statements": round(statements / len(counted), 1),
+        "round_trips": round(calls / len(counted), 1),
+        # A part missing from some batches (a rare statement) counts as 0 in those.
+        "parts": {
+            label: _ms(statistics.median(v + [0.0] * (len(timed) - len(v)))) for label, v in parts.items()
+        },
+    }
 
 
 def _connections() -> Any:
@@ -184,34 +349,6 @@ def _connections() -> Any:
     from shared.eventhubs import default_ingestor
 
     return default_ingestor(function_app.settings).connections
-
-
-def _floor(cur: duckdb.DuckDBPyConnection, batches: list[Any], settings: Any) -> dict[str, float]:
-    """What the function's two unavoidable parts cost on their own, for the same batches: decoding them, and a
-    bare ``BEGIN; INSERT ... SELECT; COMMIT`` of the decoded columns into a copy of the table (no watermark,
-    no dead-letter check): the floor any exactly-once function over this engine starts from."""
-    from shared.eventhubs.decode import decode_batch
-    from shared.eventhubs.sink import rows_insert_sql
-
-    mapping = settings.mappings[0]
-    cur.execute("CREATE TABLE bench.raw.floor AS SELECT * FROM bench.raw.events LIMIT 0")
-    now = datetime.now(UTC)
-    decode = insert = 0.0
-    gc.collect()
-    for b in batches:
-        started = time.perf_counter()
-        _streamduck_batch = decode_batch(
-            b, mapping, namespace="bench", max_event_bytes=settings.max_event_bytes
-        ).table
-        decoded = time.perf_counter()
-        cur.execute("BEGIN TRANSACTION")
-        cur.execute(  # the sink's statement, which reads the table above by name
-            rows_insert_sql("bench.raw.floor", mapping.body_format), ["bench", "$Default", "0", now]
-        ).fetchall()
-        cur.execute("COMMIT")
-        decode += decoded - started
-        insert += time.perf_counter() - decoded
-    return {"decode": decode, "insert": insert}
 
 
 def _run_values_baseline(events: int, batch: int, bodies: list[bytes], path: Path) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def test_eventhubs_benchmark_lands_every_event_and_reports_the_floor() -> None:
     assert [run["batch"] for run in result["runs"]] == [100, 1000]
     for run in result["runs"]:
         assert run["rows_in_table"] == 3000
+        assert run["rows_in_floor_table"] == 3000
         for figure in (
             "events_per_s",
             "events_per_s_including_checkpoint",
@@ -48,10 +49,20 @@ def test_eventhubs_benchmark_lands_every_event_and_reports_the_floor() -> None:
             "decode_alone_ms_per_batch",
             "insert_commit_alone_ms_per_batch",
             "events_per_s_decode_and_insert_alone",
+            "function_to_floor",
+            "function_median_ms",
+            "floor_median_ms",
+            "function_to_floor_median",
             "statements_per_batch",
             "round_trips_per_batch",
         ):
             assert run[figure] > 0, figure
+        for part in ("decode", "begin", "insert", "commit"):
+            assert run["floor_parts_median_ms"][part] > 0, part
+        parts = run["function_parts_median_ms"]
+        for part in ("decode", "INSERT", "COMMIT", "total"):
+            assert parts[part] > 0, part
+        assert "ours" in parts
 
 
 @pytest.mark.integration

@@ -19,6 +19,8 @@ import json
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -229,12 +231,18 @@ class DuckConnections:
         self._autoinstall = autoinstall_extensions
         self._lock = threading.Lock()
         self._roots: dict[tuple[str, bool], duckdb.DuckDBPyConnection] = {}
+        self._locations: dict[tuple[str, bool], str] = {}
+        # Per thread: the (root, cursor) pairs thread_cursor keeps, by database.
+        self._local = threading.local()
 
     def location(self, database: str, token: SecretStr | None = None) -> str:
         """Where ``database`` lives: ``md:<db>`` or the local file path."""
-        if (token or self._default_token) is not None:
-            return f"md:{database}"
-        return str(self._data_dir / f"{database}.duckdb")
+        key = (database, (token or self._default_token) is not None)
+        found = self._locations.get(key)
+        if found is None:
+            found = f"md:{database}" if key[1] else str(self._data_dir / f"{database}.duckdb")
+            self._locations[key] = found
+        return found
 
     def cursor(self, database: str, token: SecretStr | None = None) -> duckdb.DuckDBPyConnection:
         token = token or self._default_token
@@ -249,6 +257,48 @@ class DuckConnections:
         except duckdb.Error as exc:
             self.discard(database, token)
             raise translate(exc, store=self.location(database, token)) from exc
+
+    @contextmanager
+    def thread_cursor(
+        self, database: str, token: SecretStr | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on ``database`` that this thread keeps from one use to the next (DuckDB cursors are not
+        shared between threads; making and closing one per use costs both). A use that raises closes it, so the
+        next starts from a new one. It belongs to the root it was made from: after :meth:`discard` or
+        :meth:`close` (which close the root, and its cursors with it) the next use makes a new one. A nested use
+        on the same thread (a fault-injection seam delivering another batch) gets a cursor of its own."""
+        key = (database, (token or self._default_token) is not None)
+        local = self._local.__dict__
+        kept: dict[tuple[str, bool], tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]]
+        kept = local.setdefault("cursors", {})
+        busy: set[tuple[str, bool]] = local.setdefault("busy", set())
+        if key in busy:  # a nested use: a cursor of its own, closed after it
+            cur = self.cursor(database, token)
+            try:
+                yield cur
+            finally:
+                cur.close()
+            return
+        entry = kept.pop(key, None)
+        if entry is not None and entry[0] is not self._roots.get(key):
+            entry = None  # made from a root that was closed since, and closed with it
+        if entry is None:
+            cur = self.cursor(database, token)
+            root = self._roots.get(key)
+        else:
+            root, cur = entry
+        busy.add(key)
+        try:
+            yield cur
+        except BaseException:
+            cur.close()
+            raise
+        finally:
+            busy.discard(key)
+        if root is not None and root is self._roots.get(key):
+            kept[key] = (root, cur)
+        else:
+            cur.close()
 
     def discard(self, database: str, token: SecretStr | None = None) -> None:
         """Forget (and close) the connection of ``database``; the next ``cursor()`` reconnects."""

@@ -18,11 +18,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import SecretStr
 
 from shared.clock import Clock, utc_now
 from shared.duck import tables
@@ -32,6 +33,9 @@ from shared.eventhubs.decode import BadEvent, DecodedBatch, json_error_reason
 from shared.settings import BodyFormat, EventHubMapping
 
 log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 # _ARROW_BY_NAME: the statements read the batch's Arrow tables through DuckDB's replacement scan, which finds a
 # table that is not in the catalog among the calling function's local variables (``_streamduck_*``; mapping
@@ -48,6 +52,47 @@ def rows_insert_sql(target: str, body_format: BodyFormat) -> str:
         f"INSERT INTO {target} SELECT {body}, ?, ?, ?, sequence_number, event_offset, enqueued_time, "
         "partition_key, properties, system_properties, ? FROM _streamduck_batch"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """A mapping's SQL, built once per sink (names validated and quoted by :mod:`shared.duck.tables`)."""
+
+    read_mark: str
+    insert_mark: str
+    update_mark: str  # the update of a row read in this transaction
+    begin_and_compare_and_set: str  # BEGIN and the update against the remembered row, in one call
+    rows: str
+    dead_letters: str
+
+    @classmethod
+    def of(cls, m: EventHubMapping) -> _Statements:
+        wm_table = tables.control(m, tables.WATERMARKS)
+        update = (
+            f"UPDATE {wm_table} SET sequence_number = ?, event_offset = ?, enqueued_time = ?, epoch = ?, "
+            "updated_at = ? WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? "
+            "AND target_table = ?"
+        )
+        return cls(
+            read_mark=(
+                f"SELECT sequence_number, epoch_us(enqueued_time), epoch FROM {wm_table} "
+                "WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? "
+                "AND target_table = ?"
+            ),
+            insert_mark=(
+                f"INSERT INTO {wm_table} (namespace, event_hub, consumer_group, partition_id, target_table, "
+                "sequence_number, event_offset, enqueued_time, epoch, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            update_mark=update,
+            begin_and_compare_and_set=f"BEGIN TRANSACTION; {update} AND sequence_number = ? AND epoch = ?",
+            rows=rows_insert_sql(tables.target(m), m.body_format),
+            dead_letters=(
+                f"INSERT INTO {tables.control(m, tables.DEAD_LETTERS)} SELECT ?, ?, ?, ?, ?, "
+                "sequence_number, event_offset, enqueued_time, "
+                "partition_key, kind, reason, body_bytes, raw, properties::JSON, ? FROM _streamduck_dead"
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +166,36 @@ class MotherDuckSink:
         # Seam for fault injection (tests, drills): called inside the transaction, just before COMMIT.
         self._before_commit = before_commit
         self._marks: dict[tuple[str, ...], _Mark] = {}
+        self._statements: dict[tuple[str, str, str, BodyFormat], _Statements] = {}
+
+    def _sql(self, m: EventHubMapping) -> _Statements:
+        key = (m.database, m.schema_name, m.table, m.body_format)
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = self._statements.setdefault(key, _Statements.of(m))
+        return sql
 
     def write_batch(self, mapping: EventHubMapping, batch: DecodedBatch) -> BatchResult:
-        # One cursor per call (DuckDB cursors are not shared between threads).
+        # This thread's cursor, kept between batches (DuckDB cursors are not shared between threads).
         token = mapping.token
-        cur = self._connections.cursor(mapping.database, token)
+        with self._connections.thread_cursor(mapping.database, token) as cur:
+            result = self._write_batch(cur, mapping, token, batch)
+        if result.reset:
+            log.warning(
+                "sequence numbers went backwards on %s partition %s (hub recreated?): started epoch %d",
+                mapping.event_hub,
+                batch.partition.partition_id,
+                result.epoch,
+            )
+        return result
+
+    def _write_batch(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        mapping: EventHubMapping,
+        token: SecretStr | None,
+        batch: DecodedBatch,
+    ) -> BatchResult:
         location = self._connections.location(mapping.database, token)
         p = batch.partition
         key = (p.namespace, p.event_hub, p.consumer_group, p.partition_id, mapping.table)
@@ -152,15 +222,6 @@ class MotherDuckSink:
         except BaseException:
             self._marks.pop(mark_key, None)
             raise
-        finally:
-            cur.close()
-        if result.reset:
-            log.warning(
-                "sequence numbers went backwards on %s partition %s (hub recreated?): started epoch %d",
-                mapping.event_hub,
-                batch.partition.partition_id,
-                result.epoch,
-            )
         return result
 
     def _transaction(
@@ -173,7 +234,7 @@ class MotherDuckSink:
         bad: list[BadEvent] | None,
     ) -> tuple[BatchResult, _Mark]:
         bad = list(batch.bad) if bad is None else bad
-        wm_table = tables.control(m, tables.WATERMARKS)
+        sql = self._sql(m)
         now = self._clock()
         plan = None if remembered is None else self._plan(batch, remembered, bad=bad)
         if plan is not None and not (plan.advances and (plan.rows.num_rows or plan.parked)):
@@ -182,23 +243,22 @@ class MotherDuckSink:
             cur.execute("BEGIN TRANSACTION")
         try:
             if plan is None:
-                row = fetch_one(
-                    cur,
-                    f"SELECT sequence_number, epoch_us(enqueued_time), epoch FROM {wm_table} "
-                    "WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? "
-                    "AND target_table = ?",
-                    list(key),
-                )
+                row = fetch_one(cur, sql.read_mark, list(key))
                 mark = _NO_MARK if row is None else _Mark(_int(row[0]), _opt_int(row[1]), _int(row[2]))
                 plan = self._plan(batch, mark, bad=bad)
                 if plan.advances:
-                    self._move_mark(cur, wm_table, key, batch, plan, now, insert=row is None)
+                    self._move_mark(cur, sql, key, batch, plan, now, insert=row is None)
             else:
                 # BEGIN and the compare-and-set in one call (parameters bind to the last statement).
-                changed = self._move_mark(cur, wm_table, key, batch, plan, now, expect=remembered, begin=True)
+                changed = self._move_mark(cur, sql, key, batch, plan, now, expect=remembered)
                 if changed != 1:
                     raise _StaleMark
-            self._write(cur, m, batch, plan, now)
+            if plan.rows.num_rows:
+                p = batch.partition
+                _streamduck_batch = plan.rows  # read by name in the SQL below (_ARROW_BY_NAME)
+                cur.execute(sql.rows, [p.event_hub, p.consumer_group, p.partition_id, now])
+            if plan.parked:
+                self._park(cur, m, sql, batch, plan.parked, now)
             if self._before_commit is not None:
                 self._before_commit(cur)
             cur.execute("COMMIT")
@@ -254,8 +314,8 @@ class MotherDuckSink:
         new_mark = mark
         if advances:
             top_index = n - 1 if seq[n - 1].as_py() == top else int(pc.index(seq, top).as_py())
-            top_time = t.column("enqueued_time")[top_index]
-            new_mark = _Mark(top, top_time.cast(pa.int64()).as_py() if top_time.is_valid else None, epoch)
+            # The scalar's value in the column's unit, as the column cast to int64 above (None when null).
+            new_mark = _Mark(top, t.column("enqueued_time")[top_index].value, epoch)
         return _Plan(
             rows=t if good is None else t.filter(good),
             parked=parked,
@@ -269,7 +329,7 @@ class MotherDuckSink:
     def _move_mark(
         self,
         cur: duckdb.DuckDBPyConnection,
-        wm_table: str,
+        sql: _Statements,
         key: tuple[str, ...],
         batch: DecodedBatch,
         plan: _Plan,
@@ -277,40 +337,32 @@ class MotherDuckSink:
         *,
         insert: bool = False,
         expect: _Mark | None = None,
-        begin: bool = False,
     ) -> int:
-        """Write the watermark row; returns the number of rows the statement changed."""
-        t, i = batch.table, plan.top_index
+        """Write the watermark row; returns the number of rows the statement changed. With ``expect``, the
+        transaction is begun in the same call and the row is compared with ``expect`` (compare-and-set)."""
+        mark = plan.mark
         values = [
-            plan.mark.sequence_number,
-            t.column("event_offset")[i].as_py(),
-            t.column("enqueued_time")[i].as_py(),
-            plan.mark.epoch,
+            mark.sequence_number,
+            batch.table.column("event_offset")[plan.top_index].as_py(),
+            # The top event's enqueued time, which the plan read as microseconds (no timezone conversion).
+            None if mark.enqueued_us is None else _EPOCH + timedelta(microseconds=mark.enqueued_us),
+            mark.epoch,
             now,
         ]
+        params: list[object]
         if insert:
             # First batch of the partition. Two first deliveries racing both insert: the primary key makes
             # the later insert or commit fail (transient either way), and its retry finds the row.
-            sql = (
-                f"INSERT INTO {wm_table} (namespace, event_hub, consumer_group, partition_id, target_table, "
-                "sequence_number, event_offset, enqueued_time, epoch, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            )
-            params: list[object] = [*key, *values]
+            statement, params = sql.insert_mark, [*key, *values]
+        elif expect is None:
+            # Read in this transaction: a concurrent writer of the row makes one commit fail.
+            statement, params = sql.update_mark, [*values, *key]
         else:
-            # Read in this transaction, or compared here: a concurrent writer of the row makes one commit fail.
-            sql = (
-                f"UPDATE {wm_table} SET sequence_number = ?, event_offset = ?, enqueued_time = ?, epoch = ?, "
-                "updated_at = ? WHERE namespace = ? AND event_hub = ? AND consumer_group = ? AND partition_id = ? "
-                "AND target_table = ?"
-            )
-            params = [*values, *key]
-            if expect is not None:
-                sql += " AND sequence_number = ? AND epoch = ?"
-                params += [expect.sequence_number, expect.epoch]
-        if begin:
-            sql = "BEGIN TRANSACTION; " + sql
+            # Compared here: a concurrent writer of the row makes the update or one commit fail.
+            statement = sql.begin_and_compare_and_set
+            params = [*values, *key, expect.sequence_number, expect.epoch]
         try:
-            row = fetch_one(cur, sql, params)
+            row = fetch_one(cur, statement, params)
         except duckdb.ConstraintException as exc:
             if not insert:
                 raise
@@ -323,24 +375,6 @@ class MotherDuckSink:
                 cause=exc,
             ) from exc
         return 0 if row is None else _int(row[0])
-
-    def _write(
-        self,
-        cur: duckdb.DuckDBPyConnection,
-        m: EventHubMapping,
-        batch: DecodedBatch,
-        plan: _Plan,
-        now: datetime,
-    ) -> None:
-        p = batch.partition
-        if plan.rows.num_rows:
-            _streamduck_batch = plan.rows  # read by name in the SQL below (_ARROW_BY_NAME)
-            cur.execute(
-                rows_insert_sql(tables.target(m), m.body_format),
-                [p.event_hub, p.consumer_group, p.partition_id, now],
-            )
-        if plan.parked:
-            self._park(cur, m, batch, plan.parked, now)
 
     @staticmethod
     def _bad_events(
@@ -364,6 +398,7 @@ class MotherDuckSink:
     def _park(
         cur: duckdb.DuckDBPyConnection,
         m: EventHubMapping,
+        sql: _Statements,
         batch: DecodedBatch,
         parked: list[BadEvent],
         now: datetime,
@@ -386,9 +421,7 @@ class MotherDuckSink:
             }
         )
         cur.execute(
-            f"INSERT INTO {tables.control(m, tables.DEAD_LETTERS)} SELECT ?, ?, ?, ?, ?, "
-            "sequence_number, event_offset, enqueued_time, "
-            "partition_key, kind, reason, body_bytes, raw, properties::JSON, ? FROM _streamduck_dead",
+            sql.dead_letters,
             [m.table, p.namespace, p.event_hub, p.consumer_group, p.partition_id, now],
         )
 

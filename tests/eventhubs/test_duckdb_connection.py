@@ -104,3 +104,26 @@ def test_writer_version_of_something_else_is_unknown(tmp_path: Path) -> None:
     other.write_bytes(b"not a database" * 10)
     assert file_writer_version(other) is None
     assert file_writer_version(tmp_path / "missing.duckdb") is None
+
+
+def test_a_thread_keeps_its_cursor_until_a_use_fails_or_the_connection_is_closed(tmp_path: Path) -> None:
+    connections = DuckConnections(data_dir=tmp_path, default_token=None)
+    with connections.thread_cursor("lake") as first:
+        first.execute("CREATE TABLE t (a INTEGER)")
+        with connections.thread_cursor("lake") as nested:  # a nested use gets a cursor of its own
+            assert nested is not first
+    with connections.thread_cursor("lake") as again:
+        assert again is first  # kept between uses
+    with pytest.raises(duckdb.CatalogException), connections.thread_cursor("lake") as failing:
+        failing.execute("SELECT * FROM missing")
+    with pytest.raises(duckdb.ConnectionException):
+        first.execute("SELECT 1")  # the failed use closed it
+    with connections.thread_cursor("lake") as fresh:
+        assert fresh is not first
+        assert fresh.execute("SELECT count(*) FROM t").fetchall() == [(0,)]
+    connections.discard("lake")  # closes the root and its cursors
+    with connections.thread_cursor("lake") as reconnected:
+        assert reconnected is not fresh
+        assert reconnected.execute("SELECT count(*) FROM t").fetchall() == [(0,)]
+    connections.close()
+    duckdb.connect(str(tmp_path / "lake.duckdb"), read_only=True).close()  # nothing holds the file
