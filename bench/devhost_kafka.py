@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     run = uuid.uuid4().hex[:10]
-    with tempfile.TemporaryDirectory(prefix="bench-devhost-") as chdb_dir:
+    # chDB may still be merging parts in the background when the run ends (see bench.engagement_enrich).
+    with tempfile.TemporaryDirectory(prefix="bench-devhost-", ignore_cleanup_errors=True) as chdb_dir:
         environ = {**os.environ, **_environment(args, run, chdb_dir)}
         os.environ.update(environ)  # function_app reads its settings at import
         from shared.settings import load_settings
