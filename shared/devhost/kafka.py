@@ -358,6 +358,11 @@ class KafkaSource:
         executor.start()
         try:
             self._subscribe(consumer)
+        except BaseException:
+            # The host stops when a source fails: say so now, so that a batch the executor keeps retrying is
+            # abandoned (not stored) and the join below returns.
+            self.stop.set()
+            raise
         finally:
             self._channel.close()
             executor.join()  # the batch in flight finishes (a failing one is abandoned on shutdown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from shared.devhost.kafka import KafkaBatch, KafkaBatching, KafkaMessage, _Channel
 
@@ -77,3 +78,60 @@ def test_a_closed_channel_ends_both_threads() -> None:
     channel.close()
     assert channel.get() is not None  # what was queued before the close
     assert channel.get() is None
+
+
+def test_a_failing_subscriber_stops_the_source_even_while_a_batch_retries_forever() -> None:
+    """The subscriber fails (say, a fatal consumer error) while the executor retries a batch without end: the
+    source stops the host, the batch is abandoned (nothing stored) and ``run`` raises instead of hanging."""
+    from shared.devhost.functions import HostedFunction, TriggerKind
+    from shared.devhost.kafka import KafkaSource
+    from shared.devhost.policy import RetryPolicy
+    from shared.devhost.retry import Invoker
+    from shared.devhost.stats import HostStats
+    from shared.settings import load_settings
+
+    calls: list[int] = []
+
+    def always_fails(events: Any) -> None:
+        calls.append(len(events))
+        raise RuntimeError("sink down")
+
+    fn = HostedFunction(
+        name="stuck",
+        kind=TriggerKind.KAFKA,
+        arg_name="events",
+        many=True,
+        source="topic",
+        consumer_group="group",
+        connection="127.0.0.1:1",  # no broker: this test never reaches one
+        retry=RetryPolicy("fixed_delay", -1, delay=0.05),
+        outputs=(),
+        trigger={},
+        user_function=always_fails,
+    )
+
+    class FailingSubscriber(KafkaSource):
+        def _fetch(self, consumer: Any) -> list[KafkaMessage]:
+            if not calls:
+                return [KafkaMessage("topic", 0, 0, None, b"{}", 0)]
+            while len(calls) < 3:  # the executor is retrying
+                time.sleep(0.05)
+            raise RuntimeError("fatal consumer error")
+
+    stop = threading.Event()
+    source = FailingSubscriber(fn, load_settings({}), KafkaBatching(), Invoker(stop), HostStats(), stop)
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            source.run()
+        except RuntimeError as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the source hung on its executor"
+    assert [str(e) for e in ended] == ["fatal consumer error"]
+    assert stop.is_set()
+    assert source.phases.batches == 0 and source._stored == {}  # abandoned: nothing stored
