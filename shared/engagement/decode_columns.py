@@ -43,7 +43,7 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
     """The columns of a batch whose every record passes the fast checks, else ``None``.
 
     The checks, for the whole batch at once: every record decodes, none is a tombstone, every ``__op`` is
-    one of ``c u r d`` as is and no ``__deleted`` flag says true, every ``event_ts`` is a UTC
+    one of ``c u r d`` as is (a ``__deleted`` flag that says true makes it ``d``), every ``event_ts`` is a UTC
     ``YYYY-MM-DDTHH:MM:SS[.f...]Z`` text of 1970 or later (Debezium's ``ZonedTimestamp``; canonical
     ``...SS.mmmZ`` texts, as :func:`iso_ms` writes them, are checked for the batch at once), every uuid is
     canonical. For those rows :func:`~shared.engagement.decode_rows.check_row` only rewrites ``event_ts`` in
@@ -58,11 +58,12 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
         structs: list[Any] = [decode(cast(bytes, value)) for value in values]
     except msgspec.DecodeError:  # ValidationError included
         return None
-    if not all(not_deleted(flag) for flag in {s.deleted for s in structs}):
-        return None
     ops = [s.op for s in structs]
     if not _FAST_OPS.issuperset(ops):
         return None
+    if not all(not_deleted(flag) for flag in {s.deleted for s in structs}):
+        # Debezium's ``delete.handling.mode=rewrite``: a ``__deleted`` flag that says true makes the row a delete
+        ops = [op if not_deleted(s.deleted) else "d" for op, s in zip(ops, structs, strict=True)]
     fields: dict[str, list[Any]] = field_columns(structs)
     texts = fields[EVENT_TS]
     if {type(t) for t in texts} != {str}:

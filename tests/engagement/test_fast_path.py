@@ -219,7 +219,6 @@ def test_clean_batches_are_decoded_by_column_as_the_record_decoder_does() -> Non
     # any record the column checks do not pass sends the whole batch to the record-by-record path
     for odd in (
         row(50, __op="C"),
-        row(51, __deleted="TRUE"),
         row(52, event_ts=T0),
         row(53, user_id=UID.upper()),
     ):
@@ -265,6 +264,24 @@ def test_debezium_timestamps_of_any_precision_take_the_column_path() -> None:
             ]
         )
         assert decode_clean(mixed) is None
+
+
+def test_debezium_deletes_rewritten_with_a_deleted_flag_take_the_column_path() -> None:
+    """``delete.handling.mode=rewrite`` marks every row ``__deleted`` "true" or "false": a batch with deletes
+    is still decoded by column, and a flag that says true makes the row a delete, as the record path does."""
+    rows = [
+        row(90, __op="c", __deleted="false"),
+        row(91, __op="d", __deleted="true"),
+        row(92, __op="u", __deleted="TRUE"),
+        row(93, __op="r", __deleted=True),
+        row(94, __op="u", __deleted="false"),
+    ]
+    batch = trigger([json.dumps(r).encode() for r in rows])
+    clean = decode_clean(batch)
+    assert clean is not None
+    assert [r.op for r in clean.rows] == ["c", "d", "d", "d", "u"]
+    expected = [_row(i, cast(EngagementRow, decode_engagement(r))) for i, r in enumerate(batch.records())]
+    assert clean.rows == expected
 
 
 def test_clean_envelopes_columns_and_scores_match_the_reference() -> None:
@@ -371,7 +388,7 @@ _CLEAN_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "duration_ms": st.one_of(st.none(), st.integers(0, 2**31 - 1), st.just(_MISSING)),
     "device": st.one_of(st.none(), st.text(max_size=8), st.just(_MISSING)),
     "__op": st.sampled_from(["c", "u", "r", "d", _MISSING]),
-    "__deleted": st.sampled_from(["false", False, None, _MISSING, _MISSING, _MISSING]),
+    "__deleted": st.sampled_from(["false", False, None, "true", "TRUE", True, "yes", _MISSING, _MISSING]),
     "__source_ts_ms": st.one_of(
         st.integers(-(10**13), 10**13),
         st.sampled_from([None, _MISSING, 0, 2**63 - 1, -(2**63)]),
