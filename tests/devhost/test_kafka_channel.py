@@ -83,12 +83,13 @@ def test_a_closed_channel_ends_both_threads() -> None:
 def test_a_failing_subscriber_stops_the_source_even_while_a_batch_retries_forever() -> None:
     """The subscriber fails (say, a fatal consumer error) while the executor retries a batch without end: the
     source stops the host, the batch is abandoned (nothing stored) and ``run`` raises instead of hanging."""
-    from shared.devhost.functions import HostedFunction, TriggerKind
+    from shared.devhost.functions import TriggerKind
     from shared.devhost.kafka import KafkaSource
     from shared.devhost.policy import RetryPolicy
     from shared.devhost.retry import Invoker
     from shared.devhost.stats import HostStats
     from shared.settings import load_settings
+    from tests.devhost.support import hosted
 
     calls: list[int] = []
 
@@ -96,18 +97,12 @@ def test_a_failing_subscriber_stops_the_source_even_while_a_batch_retries_foreve
         calls.append(len(events))
         raise RuntimeError("sink down")
 
-    fn = HostedFunction(
+    fn = hosted(
+        TriggerKind.KAFKA,
+        always_fails,
         name="stuck",
-        kind=TriggerKind.KAFKA,
-        arg_name="events",
-        many=True,
-        source="topic",
-        consumer_group="group",
         connection="127.0.0.1:1",  # no broker: this test never reaches one
         retry=RetryPolicy("fixed_delay", -1, delay=0.05),
-        outputs=(),
-        trigger={},
-        user_function=always_fails,
     )
 
     class FailingSubscriber(KafkaSource):

@@ -18,28 +18,17 @@ from shared.devhost.kafka import KafkaBatching, KafkaSource
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
 from shared.settings import load_settings
+from tests.devhost.support import hosted
 
 UNREACHABLE = "127.0.0.1:1"
 
 
-def hosted(kind: TriggerKind) -> HostedFunction:
-    return HostedFunction(
-        name="lagged",
-        kind=kind,
-        arg_name="events",
-        many=True,
-        source="topic",
-        consumer_group="group",
-        connection=None,
-        retry=None,
-        outputs=(),
-        trigger={},
-        user_function=lambda events: None,
-    )
+def lagged(kind: TriggerKind) -> HostedFunction:
+    return hosted(kind, lambda events: None, name="lagged")
 
 
 def kafka_source(stats: HostStats) -> KafkaSource:
-    fn = hosted(TriggerKind.KAFKA)
+    fn = lagged(TriggerKind.KAFKA)
     stop = threading.Event()
     return KafkaSource(fn, load_settings({}), KafkaBatching(), Invoker(stop), stats, stop)
 
@@ -121,7 +110,7 @@ class _Context:
 
 def eventhub_source(stats: HostStats) -> EventHubSource:
     source = EventHubSource.__new__(EventHubSource)  # the lag needs only the function and the stats
-    source.fn = hosted(TriggerKind.EVENT_HUB)
+    source.fn = lagged(TriggerKind.EVENT_HUB)
     source.stats = stats
     return source
 

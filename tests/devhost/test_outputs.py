@@ -134,27 +134,21 @@ def test_a_refused_message_fails_the_invocation_and_delivered_ones_are_on_the_to
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    from shared.devhost.functions import HostedFunction, OutputBinding, TriggerKind
+    from shared.devhost.functions import OutputBinding, TriggerKind
     from shared.devhost.outputs import OutputProducer
     from shared.errors import TransientError
     from shared.settings import load_settings
+    from tests.devhost.support import hosted
 
     topic = f"outputs-{uuid.uuid4().hex[:10]}"
     admin = AdminClient({"bootstrap.servers": kafka_brokers})
     small = NewTopic(topic, num_partitions=1, replication_factor=1, config={"max.message.bytes": "2000"})
     admin.create_topics([small])[topic].result(timeout=30)
-    fn = HostedFunction(
-        name="f",
-        kind=TriggerKind.KAFKA,
-        arg_name="events",
-        many=True,
+    fn = hosted(
+        TriggerKind.KAFKA,
+        lambda events, out: None,
         source="in",
-        consumer_group="g",
-        connection=None,
-        retry=None,
         outputs=(OutputBinding("out", "kafka", topic, kafka_brokers),),
-        trigger={},
-        user_function=lambda events, out: None,
     )
     producer = OutputProducer(fn, load_settings({"KAFKA_BROKERS": kafka_brokers}))
     try:

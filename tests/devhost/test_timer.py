@@ -10,11 +10,12 @@ from itertools import pairwise
 import azure.functions as func
 import pytest
 
-from shared.devhost.functions import HostedFunction, TriggerKind
+from shared.devhost.functions import TriggerKind
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
 from shared.devhost.timer import TimerSource
 from shared.settings import load_settings
+from tests.devhost.support import hosted
 
 
 @pytest.mark.slow  # waits for the clock to reach the scheduled seconds
@@ -24,18 +25,15 @@ def test_a_timer_fires_on_each_scheduled_second_until_stopped() -> None:
     def tick(timer: func.TimerRequest) -> None:
         fired.append((datetime.now(tz=UTC), timer.past_due))
 
-    fn = HostedFunction(
+    fn = hosted(
+        TriggerKind.TIMER,
+        tick,
         name="tick",
-        kind=TriggerKind.TIMER,
         arg_name="timer",
         many=False,
         source="*/2 * * * * *",
         consumer_group=None,
-        connection=None,
-        retry=None,
-        outputs=(),
         trigger={"type": "timerTrigger", "schedule": "*/2 * * * * *"},
-        user_function=tick,
     )
     stop, stats = threading.Event(), HostStats()
     source = TimerSource(fn, load_settings({}), Invoker(stop), stats, stop)
