@@ -268,10 +268,12 @@ class DevHost:
         if p.fn.kind is TriggerKind.KAFKA:
             from shared.devhost.kafka import KafkaSource
 
+            if p.kafka is None:
+                raise ValueError(f"{p.fn.name}: a Kafka trigger planned without its host.json settings")
             k_source = KafkaSource(
                 p.fn,
                 self.settings,
-                p.kafka or KafkaBatching(p.batch_size, p.max_wait_seconds or 1.0),
+                p.kafka,
                 self.invoker,
                 self.stats,
                 self.stop,

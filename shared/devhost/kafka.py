@@ -27,7 +27,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 import azure.functions as func
@@ -38,6 +37,7 @@ from shared.devhost.functions import HostedFunction
 from shared.devhost.outputs import OutputProducer
 from shared.devhost.retry import Invoker
 from shared.devhost.stats import HostStats
+from shared.engagement.timestamps import iso_ms  # the extension's UTC text with milliseconds
 from shared.errors import TransientError, describe_unreachable
 from shared.kafkaconfig import client_config
 from shared.settings import Settings
@@ -47,6 +47,8 @@ log = logging.getLogger("streamduck.devhost")
 # The longest single consumer call while a batch is being collected: finished batches' offsets are stored
 # between calls, so at most this much later than their function returned.
 _SLICE = 0.05
+# How many recent batches the per-batch timings keep (the benchmark's medians).
+_RECENT = 10_000
 
 
 class KafkaMessage(NamedTuple):
@@ -69,17 +71,6 @@ class _Collection:
             setattr(self, name, value)
 
 
-@lru_cache(maxsize=4096)
-def _second(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-
-
-def _timestamp(ms: int) -> str:
-    """The extension's ISO 8601 UTC timestamp with milliseconds (a batch's messages share few seconds)."""
-    seconds, millis = divmod(ms, 1000)
-    return f"{_second(seconds)}.{millis:03d}Z"
-
-
 def _key(key: bytes | None) -> str | None:
     return None if key is None else key.decode("utf-8", errors="replace")
 
@@ -98,7 +89,7 @@ def to_kafka_events(messages: Sequence[KafkaMessage], *, data_type: str = "binar
         "PartitionArray": Datum(json.dumps([m.partition for m in messages]), "json"),
         "OffsetArray": Datum(_Collection(sint64=[m.offset for m in messages]), "collection_sint64"),
         "TopicArray": Datum(_Collection(string=[m.topic for m in messages]), "collection_string"),
-        "TimestampArray": Datum(json.dumps([_timestamp(m.timestamp_ms) for m in messages]), "json"),
+        "TimestampArray": Datum(json.dumps([iso_ms(m.timestamp_ms) for m in messages]), "json"),
         "HeadersArray": Datum(json.dumps([_headers(m) if m.headers else [] for m in messages]), "json"),
     }
     if data_type.lower() == "string":
@@ -121,7 +112,7 @@ def to_kafka_event(message: KafkaMessage) -> func.KafkaEvent:
         "Partition": Datum(message.partition, "int"),
         "Offset": Datum(message.offset, "int"),
         "Topic": Datum(message.topic, "string"),
-        "Timestamp": Datum(_timestamp(message.timestamp_ms), "string"),
+        "Timestamp": Datum(iso_ms(message.timestamp_ms), "string"),
         "Headers": Datum(json.dumps(_headers(message)), "json"),
     }
     decoded = KafkaTriggerConverter.decode(Datum(message.value, "bytes"), trigger_metadata=metadata)
@@ -158,9 +149,10 @@ class KafkaPhases:
     lag: float = 0.0  # the lag reports' broker requests, between two batches
     first_fetch: float | None = None
     last_commit: float | None = None
-    # Per batch (a unit of a cardinality-one function counts as one): function and output binding seconds.
-    function_each: list[float] = field(default_factory=list)
-    output_each: list[float] = field(default_factory=list)
+    # Per batch (a unit of a cardinality-one function counts as one): function and output binding seconds,
+    # of the last batches only (a dev host may run for days).
+    function_each: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
+    output_each: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
 
 
 @dataclass(frozen=True)
@@ -189,9 +181,8 @@ _Ends = dict[tuple[str, int], int]  # (topic, partition) -> the next offset to r
 
 @dataclass
 class KafkaBatch:
-    """One cut of the subscriber: its messages and the payloads the function is called with."""
+    """One cut of the subscriber: the payloads the function is called with, each with its messages."""
 
-    messages: list[KafkaMessage]
     units: list[tuple[list[KafkaMessage], Any]]
     partitions: frozenset[tuple[str, int]] = field(default_factory=frozenset)
 
@@ -514,7 +505,7 @@ class KafkaSource:
             ]
         else:
             units = [([m], to_kafka_event(m)) for m in messages]
-        return KafkaBatch(messages, units, frozenset((m.topic, m.partition) for m in messages))
+        return KafkaBatch(units, frozenset((m.topic, m.partition) for m in messages))
 
     def _execute(self) -> None:
         """The executor: run each batch and publish its outputs; then its offsets may be stored."""

@@ -11,7 +11,7 @@ from shared.devhost.kafka import KafkaBatch, KafkaBatching, KafkaMessage, _Chann
 
 def batch(partition: int, offset: int = 0) -> KafkaBatch:
     message = KafkaMessage("t", partition, offset, None, b"v", 0)
-    return KafkaBatch([message], [([message], None)], frozenset({("t", partition)}))
+    return KafkaBatch([([message], None)], frozenset({("t", partition)}))
 
 
 def test_host_json_settings_with_the_extension_defaults() -> None:
@@ -46,7 +46,7 @@ def test_the_subscriber_waits_for_room_and_stores_what_the_executor_finished_mea
     time.sleep(0.3)
     assert stored == [[{("t", 0): 5}]] and not done.is_set()
     first = channel.get()
-    assert first is not None and first.messages[0].offset == 0
+    assert first is not None and first.units[0][0][0].offset == 0
     assert done.wait(5)
     assert channel.take_finished() == []
 
