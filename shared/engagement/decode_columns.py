@@ -15,14 +15,7 @@ from shared.engagement.batch import TriggerBatch
 from shared.engagement.debezium import ENGAGEMENT_DECODER, OPS, all_canonical_uuids, not_deleted
 from shared.engagement.decode_rows import UUID_FIELDS, decode_engagement_rows, field_columns
 from shared.engagement.records import EVENT_TS, DecodedEngagements, EngagementColumns
-from shared.engagement.timestamps import (
-    MAX_TS_MS,
-    MILLIS,
-    SECOND_MS,
-    iso_ms,
-    iso_timestamp_ms,
-    utc_stamps_ms,
-)
+from shared.engagement.timestamps import canonical_stamps_ms, utc_stamps_ms
 
 _FAST_OPS = frozenset(OPS)
 
@@ -69,7 +62,7 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
     if {type(t) for t in texts} != {str}:
         return None
     stamps = cast(list[str], texts)
-    ts_ms = _canonical_ms(stamps, n)
+    ts_ms = canonical_stamps_ms(stamps)
     if ts_ms is None:
         # Texts of other lengths (Debezium writes 0 to 9 fraction digits): read one by one, then published
         # in their canonical ``...SS.mmmZ`` form, as the record path does.
@@ -91,27 +84,3 @@ def decode_clean(batch: TriggerBatch) -> DecodedEngagements | None:
         {"position": range(n), "op": ops, "event_ts_ms": ts_ms, "version_ms": versions, **fields}
     )
     return DecodedEngagements(columns=columns, dead=[], tombstones=0)
-
-
-def _canonical_ms(stamps: list[str], n: int) -> list[int] | None:
-    """Epoch ms of ``n`` texts that are all canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (checked for the batch at
-    once, seconds through the per-second cache); ``None`` when any is not."""
-    if {len(t) for t in stamps} != {24}:
-        return None
-    joined = "".join(stamps)
-    if joined[19::24] != "." * n or joined[23::24] != "Z" * n:
-        return None
-    get_millis = MILLIS.get
-    millis = [get_millis(t[20:23]) for t in stamps]
-    if None in millis:
-        return None
-    get_second = SECOND_MS.get
-    seconds = [get_second(t[:19]) for t in stamps]
-    if None in seconds:
-        for i, second in enumerate(seconds):
-            if second is None:
-                value = iso_timestamp_ms(stamps[i])
-                if value is None or not 0 <= value < MAX_TS_MS or iso_ms(value) != stamps[i]:
-                    return None
-                seconds[i] = value - cast(int, millis[i])
-    return [cast(int, s) + cast(int, m) for s, m in zip(seconds, millis, strict=True)]

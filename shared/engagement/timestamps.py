@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 MAX_TS_MS = 253402300800000  # year 10000
 
@@ -124,3 +125,29 @@ def utc_stamps_ms(texts: list[str]) -> tuple[list[int], list[str]] | None:
         values.append(base + millis)
         canonical.append(head)
     return values, canonical
+
+
+def canonical_stamps_ms(stamps: list[str]) -> list[int] | None:
+    """Epoch ms of texts that are all canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (checked for the batch at once,
+    seconds through the per-second cache); ``None`` when any is not. :func:`utc_stamps_ms` reads the other
+    UTC forms, one text at a time."""
+    n = len(stamps)
+    if {len(t) for t in stamps} != {24}:
+        return None
+    joined = "".join(stamps)
+    if joined[19::24] != "." * n or joined[23::24] != "Z" * n:
+        return None
+    get_millis = MILLIS.get
+    millis = [get_millis(t[20:23]) for t in stamps]
+    if None in millis:
+        return None
+    get_second = SECOND_MS.get
+    seconds = [get_second(t[:19]) for t in stamps]
+    if None in seconds:
+        for i, second in enumerate(seconds):
+            if second is None:
+                value = iso_timestamp_ms(stamps[i])
+                if value is None or not 0 <= value < MAX_TS_MS or iso_ms(value) != stamps[i]:
+                    return None
+                seconds[i] = value - cast(int, millis[i])
+    return [cast(int, s) + cast(int, m) for s, m in zip(seconds, millis, strict=True)]
