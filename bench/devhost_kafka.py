@@ -11,7 +11,9 @@ binding (produce and flush of the enriched topic), offset store and wait for the
 
 In the same run, the same events go through the registered enrichment function alone (batches built up
 front, a ``func.Out`` collector for the output binding, fresh Redis keys and ClickHouse database): the
-function-only rate, and the dev host's ratio to it.
+function-only rate, and the dev host's ratio to it. The function's own timings per batch (its metrics, read
+with an in-memory reader: the ClickHouse insert, the Redis script and the rest) alone and in the dev host show
+which part of the difference is the engines' and which the Python's.
 
 Kafka: ``KAFKA_BROKERS`` or ``STREAMDUCK_TEST_KAFKA_BROKERS``; Redis: ``--redis-url`` or
 ``STREAMDUCK_TEST_REDIS_URL`` (``bash scripts/services.sh start redis kafka``). Prints JSON.
@@ -109,12 +111,14 @@ def _host_batch_size(settings: Any, environ: dict[str, str]) -> int:
     return next(p.batch_size for p in planned if p.runs)
 
 
-def _drain(settings: Any, environ: dict[str, str], events: int, idle: float) -> dict[str, Any]:
+def _drain(settings: Any, environ: dict[str, str], events: int, idle: float, parts: _Parts) -> dict[str, Any]:
     # The content first, as in a running system (and as the function-only run below): otherwise the two
     # sources race, engagements arrive before their content and are enriched twice, which is other work.
     _host(settings, environ, ["engagement_content_cdc"], idle)
     cpu, broker = time.process_time(), _broker_cpu()
+    parts.start("devhost")
     host, planned, wall = _host(settings, environ, ["engagement_content_cdc", "engagement_enrich"], idle)
+    parts.stop("devhost")
     cpu, broker_after = time.process_time() - cpu, _broker_cpu()
     phases = host.kafka_sources["engagement_enrich"].phases
     if phases.first_fetch is None or phases.last_commit is None or phases.messages < events:
@@ -147,9 +151,11 @@ def _function_only(
     run: str,
     *,
     publish: bool = False,
+    parts: _Parts | None = None,
 ) -> tuple[float, float]:
     """Seconds (wall, and this process's CPU) the registered enrichment function takes for the same events
-    in batches of ``batch``, on Redis keys and a ClickHouse database of its own (``run`` names them).
+    in batches of ``batch``, on Redis keys and a ClickHouse database of its own (``run`` names them). With
+    ``parts``, the function's own timings of the timed batches are kept under the name ``run``.
 
     ``publish``: after each call, its output binding is produced and acknowledged as the dev host does it
     (:class:`~shared.devhost.outputs.OutputProducer`, to a topic of its own), one batch after the other: the
@@ -191,13 +197,68 @@ def _function_only(
         )
         enrich(events=warm, out=Collect())  # schema, script load: the dev host's first batch paid them too
         gc.collect()
+        if parts is not None:
+            parts.start(run)
         started, cpu = time.perf_counter(), time.process_time()
         for b in batches:
             out = Collect()
             enrich(events=b, out=out)
             if deliver is not None:
                 deliver({"out": out.get()})
-        return time.perf_counter() - started, time.process_time() - cpu
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        if parts is not None:
+            parts.stop(run)
+        return seconds, cpu_seconds
+
+
+class _Parts:
+    """The enrichment function's own timings of its batches, as its metrics record them (the project's
+    OpenTelemetry instruments, read from an in-memory reader): the whole batch, the ClickHouse insert and the
+    Redis script, per batch between :meth:`start` and :meth:`stop` of a named phase. The engines' parts and,
+    as the rest, the function's own Python outside them (which also runs beside the insert)."""
+
+    def __init__(self, topic: str) -> None:
+        from shared.telemetry.local import LocalMetrics
+
+        self.topic = topic
+        self.local = LocalMetrics({})  # an in-memory reader only: this process exports nothing
+        self.local.install()
+        self._started: dict[str, dict[str, tuple[int, float]]] = {}
+        self.phases: dict[str, dict[str, float]] = {}
+
+    def _read(self) -> dict[str, tuple[int, float]]:
+        from shared.telemetry import catalog
+
+        names = {
+            catalog.KAFKA_BATCH_DURATION.name: "function",
+            catalog.KAFKA_CLICKHOUSE_DURATION.name: "clickhouse_insert",
+            catalog.KAFKA_REDIS_DURATION.name: "redis_script",
+        }
+        return {
+            names[p.name]: (p.count, p.sum)
+            for p in self.local.points()
+            if p.name in names and p.attributes.get(catalog.TOPIC) == self.topic
+        }
+
+    def start(self, phase: str) -> None:
+        self._started[phase] = self._read()
+
+    def stop(self, phase: str) -> None:
+        before, after = self._started.pop(phase), self._read()
+        per_batch: dict[str, float] = {}
+        for part, (count, total) in after.items():
+            count_before, total_before = before.get(part, (0, 0.0))
+            if count > count_before:
+                per_batch[part] = round((total - total_before) * 1000 / (count - count_before), 2)
+        if {"function", "clickhouse_insert", "redis_script"} <= set(per_batch):
+            per_batch["outside_clickhouse_and_redis"] = round(
+                per_batch["function"] - per_batch["clickhouse_insert"] - per_batch["redis_script"], 2
+            )
+        self.phases[phase] = per_batch
+
+
+def _mean_parts(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {part: round((a[part] + b[part]) / 2, 2) for part in a if part in b}
 
 
 def _publisher(settings: Any, environ: dict[str, str], run: str) -> Any:
@@ -232,21 +293,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from shared.settings import load_settings
 
         settings = load_settings(environ)
+        parts = _Parts(settings.topic_engage)  # before the function app is imported
         contents, engagements = _traffic(args.events, args.seed)
         produce_seconds = _produce(settings, contents, engagements)
         # The function alone just before and just after the dev host (the machine's speed drifts): the
         # ratio is to their mean.
         batch = _host_batch_size(settings, environ)
-        before, cpu_before = _function_only(settings, environ, contents, engagements, batch, "1")
+        before, cpu_before = _function_only(settings, environ, contents, engagements, batch, "1", parts=parts)
         with_output_before, _ = _function_only(
-            settings, environ, contents, engagements, batch, "2", publish=True
+            settings, environ, contents, engagements, batch, "2", publish=True, parts=parts
         )
-        drained = _drain(settings, environ, args.events, args.idle)
+        drained = _drain(settings, environ, args.events, args.idle, parts)
         phases = drained["phases"]
         with_output_after, _ = _function_only(
-            settings, environ, contents, engagements, batch, "3", publish=True
+            settings, environ, contents, engagements, batch, "3", publish=True, parts=parts
         )
-        after, cpu_after = _function_only(settings, environ, contents, engagements, batch, "4")
+        after, cpu_after = _function_only(settings, environ, contents, engagements, batch, "4", parts=parts)
         function_seconds, function_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
         with_output_seconds = (with_output_before + with_output_after) / 2
         _cleanup(settings, args.redis_url, run)
@@ -299,6 +361,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "output_binding": round(statistics.median(phases.output_each) * 1000, 2),
         },
         "function_only_ms_per_batch": round(function_seconds * 1000 / batches, 2),
+        # The function's own timings (its metrics), per batch: alone (before and after the dev host), then
+        # followed by its output binding, then in the dev host. The ClickHouse insert and the Redis script are
+        # the engines' parts; the rest is the function's Python (and the wait for its helper thread), which in
+        # the dev host shares the interpreter lock with the subscriber thread and the output binding.
+        "function_parts_ms_per_batch": {
+            "alone": _mean_parts(parts.phases["1"], parts.phases["4"]),
+            "before_its_output_binding": _mean_parts(parts.phases["2"], parts.phases["3"]),
+            "in_devhost": parts.phases["devhost"],
+        },
         "function_and_output_binding_ms_per_batch_before_and_after": [
             round(with_output_before * 1000 / batches, 2),
             round(with_output_after * 1000 / batches, 2),

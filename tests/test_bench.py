@@ -130,6 +130,11 @@ def test_devhost_benchmark_drains_every_event_and_says_where_the_time_went(
     assert {"waiting_for_room_in_channel", "empty_fetches", "lag_reports"} <= set(subscriber)
     assert "waiting_for_a_batch" in executor
     assert result["ms_per_batch"]["elapsed"] > 0
+    # The function's own timings (from its metrics): the engines' parts and the rest, alone and in the host.
+    for where in ("alone", "before_its_output_binding", "in_devhost"):
+        timed = result["function_parts_ms_per_batch"][where]
+        assert {"function", "clickhouse_insert", "redis_script", "outside_clickhouse_and_redis"} <= set(timed)
+        assert timed["function"] > timed["clickhouse_insert"] > 0 and timed["redis_script"] > 0, where
 
 
 @pytest.mark.integration
