@@ -54,22 +54,6 @@ def rows_insert_sql(target: str, body_format: BodyFormat) -> str:
     )
 
 
-def rows_insert_and_commit_sql(target: str, body_format: BodyFormat) -> str:
-    """The insert of :func:`rows_insert_sql` followed by ``COMMIT``, in one call (one round trip to
-    MotherDuck) and so without parameters: the batch's constants (event hub, consumer group, partition id,
-    ingestion time) are columns of the calling function's Arrow table ``_streamduck_rows``. When the insert
-    fails, the COMMIT does not run and the transaction stays open for the caller's rollback."""
-    body = "body::JSON" if body_format is BodyFormat.JSON else "body"
-    return (
-        f"INSERT INTO {target} SELECT {body}, event_hub, consumer_group, partition_id, sequence_number, "
-        "event_offset, enqueued_time, partition_key, properties, system_properties, ingested_at "
-        "FROM _streamduck_rows; COMMIT"
-    )
-
-
-_INGESTED_AT = pa.timestamp("us", tz="UTC")
-
-
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """A mapping's SQL, built once per sink (names validated and quoted by :mod:`shared.duck.tables`)."""
@@ -79,7 +63,6 @@ class _Statements:
     update_mark: str  # the update of a row read in this transaction
     begin_and_compare_and_set: str  # BEGIN and the update against the remembered row, in one call
     rows: str
-    rows_and_commit: str  # the usual batch's last call: its rows, then COMMIT
     dead_letters: str
 
     @classmethod
@@ -104,7 +87,6 @@ class _Statements:
             update_mark=update,
             begin_and_compare_and_set=f"BEGIN TRANSACTION; {update} AND sequence_number = ? AND epoch = ?",
             rows=rows_insert_sql(tables.target(m), m.body_format),
-            rows_and_commit=rows_insert_and_commit_sql(tables.target(m), m.body_format),
             dead_letters=(
                 f"INSERT INTO {tables.control(m, tables.DEAD_LETTERS)} SELECT ?, ?, ?, ?, ?, "
                 "sequence_number, event_offset, enqueued_time, "
@@ -181,8 +163,7 @@ class MotherDuckSink:
     ) -> None:
         self._connections = connections
         self._clock = clock
-        # Seam for fault injection (tests, drills): called inside the transaction, after the watermark moved,
-        # just before the last call (the batch's rows and COMMIT; or COMMIT alone).
+        # Seam for fault injection (tests, drills): called inside the transaction, just before COMMIT.
         self._before_commit = before_commit
         self._marks: dict[tuple[str, ...], _Mark] = {}
         self._statements: dict[tuple[str, str, str, BodyFormat], _Statements] = {}
@@ -272,22 +253,15 @@ class MotherDuckSink:
                 changed = self._move_mark(cur, sql, key, batch, plan, now, expect=remembered)
                 if changed != 1:
                     raise _StaleMark
-            p = batch.partition
-            if plan.parked:  # rows, dead letters and COMMIT in calls of their own (bad input is rare)
-                if plan.rows.num_rows:
-                    _streamduck_batch = plan.rows  # read by name in the SQL below (_ARROW_BY_NAME)
-                    cur.execute(sql.rows, [p.event_hub, p.consumer_group, p.partition_id, now])
+            if plan.rows.num_rows:
+                p = batch.partition
+                _streamduck_batch = plan.rows  # read by name in the SQL below (_ARROW_BY_NAME)
+                cur.execute(sql.rows, [p.event_hub, p.consumer_group, p.partition_id, now])
+            if plan.parked:
                 self._park(cur, m, sql, batch, plan.parked, now)
             if self._before_commit is not None:
                 self._before_commit(cur)
-            if plan.rows.num_rows and not plan.parked:
-                # The usual batch: its rows and COMMIT in one call, the constants as columns.
-                _streamduck_rows = _with_constants(
-                    plan.rows, p.event_hub, p.consumer_group, p.partition_id, now
-                )
-                cur.execute(sql.rows_and_commit)
-            else:
-                cur.execute("COMMIT")
+            cur.execute("COMMIT")
         except BaseException:
             _rollback(cur)
             raise
@@ -476,19 +450,6 @@ def _mask(n: int, bad: list[BadEvent]) -> pa.Array:
     return pa.array(mask, pa.bool_())
 
 
-def _with_constants(
-    rows: pa.Table, event_hub: str, consumer_group: str, partition_id: str, now: datetime
-) -> pa.Table:
-    """``rows`` with the batch's constants as columns, for :func:`rows_insert_and_commit_sql`."""
-    n = rows.num_rows
-    return (
-        rows.append_column("event_hub", pa.repeat(event_hub, n))
-        .append_column("consumer_group", pa.repeat(consumer_group, n))
-        .append_column("partition_id", pa.repeat(partition_id, n))
-        .append_column("ingested_at", pa.repeat(pa.scalar(now, _INGESTED_AT), n))
-    )
-
-
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
     """Roll back after a failure; the caller re-raises the original error, which is what the host must see."""
     try:
@@ -499,10 +460,4 @@ def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
         log.warning("rollback after a failed batch also failed (the batch was not applied): %s", exc)
 
 
-__all__ = [
-    "BatchResult",
-    "MotherDuckSink",
-    "StreamDuckError",
-    "rows_insert_and_commit_sql",
-    "rows_insert_sql",
-]
+__all__ = ["BatchResult", "MotherDuckSink", "StreamDuckError", "rows_insert_sql"]

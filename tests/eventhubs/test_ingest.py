@@ -7,16 +7,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 
-from shared.duck.connection import DuckConnections
 from shared.errors import ConfigError, TerminalError, TransientError
 from shared.eventhubs.ingest import EventHubIngestor
 from shared.eventhubs.sink import MotherDuckSink
@@ -486,47 +483,3 @@ def test_application_properties_are_kept_verbatim_and_missing_ones_are_an_empty_
     ingestor.close()
     got = rows(data_dir, "SELECT properties FROM lake.raw.events_1 ORDER BY sequence_number")
     assert [json.loads(r[0]) for r in got] == [{}, {"app": "x", "n": [1, 2.5]}, {}]
-
-
-class _CountingCursor:
-    """A cursor that records the SQL of each call into the engine (with MotherDuck, each is a round trip)."""
-
-    def __init__(self, inner: duckdb.DuckDBPyConnection, calls: list[str]) -> None:
-        self._inner = inner
-        self._calls = calls
-
-    def execute(self, query: str, *args: object) -> duckdb.DuckDBPyConnection:
-        self._calls.append(query)
-        return self._inner.execute(query, *args)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-
-def test_a_usual_batch_reaches_the_engine_in_two_calls(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With MotherDuck every call is a network round trip: a batch of the usual kind (the partition's watermark
-    remembered, no bad event) makes two, the watermark's compare-and-set with BEGIN, then its rows with COMMIT."""
-    ing = EventHubIngestor(settings_for(mapping_env(1, data_dir)))
-    m = ing.mapping(1)
-    ing.ingest(m, batch(source_events(0, 10)))  # the partition's first batch reads its watermark row
-    calls: list[str] = []
-    original = DuckConnections.thread_cursor
-
-    @contextmanager
-    def counting(self: DuckConnections, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        with original(self, *args, **kwargs) as cur:
-            # The sink's Arrow tables are found by name in its frame; the proxy adds a frame in between.
-            cur.execute("SET GLOBAL python_scan_all_frames = true")
-            yield _CountingCursor(cur, calls)
-
-    monkeypatch.setattr(DuckConnections, "thread_cursor", counting)
-    result = ing.ingest(m, batch(source_events(10, 20)))
-    assert result is not None and (result.written, result.watermark) == (10, 19)
-    assert len(calls) == 2, calls
-    assert calls[0].startswith("BEGIN TRANSACTION; UPDATE")
-    assert calls[1].startswith("INSERT INTO") and calls[1].endswith("; COMMIT")
-    ing.close()
-    assert rows(data_dir, "SELECT count(*), max(sequence_number) FROM lake.raw.events_1") == [(20, 19)]
-    assert rows(data_dir, "SELECT sequence_number FROM lake.raw._streamduck_watermarks") == [(19,)]
