@@ -144,8 +144,9 @@ def _run_function(events: int, batch: int, bodies: list[bytes], data_dir: Path) 
         # "ours" is the function's time outside decoding and outside the engine.
         "floor_parts_median_ms": {k: _ms(statistics.median(v)) for k, v in floor.parts.items()},
         "function_parts_median_ms": calls["parts"],
-        # Per batch, as DuckDB logs them, and the calls into the engine (with MotherDuck, network round
-        # trips); the floor's bare transaction is 3 statements in 3 calls.
+        # Per batch: the statements as DuckDB logs them (with MotherDuck, each is a network round trip), and
+        # the calls into the engine (the client runs a call's statements one by one); the floor's bare
+        # transaction is 3 statements in 3 calls.
         "statements_per_batch": calls["statements"],
         "round_trips_per_batch": calls["round_trips"],
         "floor_statements_per_batch": 3,
@@ -239,8 +240,8 @@ def _batches(bodies: list[bytes], first: int, end: int, batch: int, partition_id
 
 
 class _CountingCursor:
-    """A DuckDB cursor that counts and times the calls that reach the engine (each a round trip with
-    MotherDuck), by the statements' first words (``BEGIN; UPDATE``, ``INSERT``, ``COMMIT``)."""
+    """A DuckDB cursor that counts and times the calls that reach the engine (DuckDB's client runs a call's
+    statements one by one), by the statements' first words (``BEGIN; UPDATE``, ``INSERT``, ``COMMIT``)."""
 
     calls: ClassVar[int] = 0
     seconds: ClassVar[dict[str, float]] = {}
