@@ -5,9 +5,9 @@ the binding's topic in its consumer group and cuts batches of up to ``maxBatchSi
 at most ``subscriberIntervalInSeconds``; it hands them to an executor thread through a bounded channel of
 ``executorChannelCapacity`` batches (host.json ``extensions.kafka``, defaults 64, 1 s and 1), so the next
 batch is fetched while the function runs. The executor calls the function, publishes its Kafka outputs and
-waits for their acknowledgements, and only then **stores** the batch's offsets (also after the retries of
-a failing batch are exhausted, like the extension's ``commitOnFailure``); the consumer commits what was
-stored every ``autoCommitIntervalMs`` (default 200 ms), on a rebalance and on shutdown. These are the
+waits for their acknowledgements (the extension does not wait: see ``shared.devhost.outputs``), and only then
+**stores** the batch's offsets (also after the retries of a failing batch are exhausted, like the extension's
+``commitOnFailure``); the consumer commits what was stored every ``autoCommitIntervalMs`` (default 200 ms), on a rebalance and on shutdown. These are the
 extension's own settings (``EnableAutoCommit`` on, ``EnableAutoOffsetStore`` off, ``StoreOffset`` after the
 function): https://learn.microsoft.com/azure/azure-functions/functions-bindings-kafka#hostjson-settings
 

@@ -5,7 +5,8 @@ of :data:`ENVELOPE_FIELDS` is a KafkaEventData envelope: its ``Value``, optional
 ``Partition`` and ``Timestamp`` make the message, which goes to the binding's topic; any other string (a
 JSON object missing one of them included), and any bytes, is the message value as is. Every message is
 acknowledged before the invocation counts as succeeded, so an output failure fails the invocation (and is
-retried) before any checkpoint or commit.
+retried) before any checkpoint or commit. This is stricter than the extension: since 3.7.0 it produces without
+waiting for the broker and only logs a failed delivery (``KafkaProducerEntity``, ``KafkaProducer.Produce``).
 """
 
 from __future__ import annotations
