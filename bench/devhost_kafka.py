@@ -77,9 +77,7 @@ def _produce(settings: Any, contents: list[Any], engagements: list[Any]) -> floa
     return time.perf_counter() - started
 
 
-def _host(
-    settings: Any, environ: dict[str, str], functions: list[str], idle: float
-) -> tuple[Any, Any, float]:
+def _host(settings: Any, environ: dict[str, str], functions: list[str], idle: float) -> tuple[Any, float]:
     from shared.cli.run import build_plan
     from shared.devhost.host import DevHost
 
@@ -93,7 +91,7 @@ def _host(
     wall = time.perf_counter() - started
     if host.failures or host.unreachable:
         raise SystemExit(f"dev host failed: {host.failures} {host.unreachable}")
-    return host, planned, wall
+    return host, wall
 
 
 def _host_batch_size(settings: Any, environ: dict[str, str]) -> int:
@@ -117,7 +115,7 @@ def _drain(settings: Any, environ: dict[str, str], events: int, idle: float, par
     _host(settings, environ, ["engagement_content_cdc"], idle)
     cpu, broker = time.process_time(), _broker_cpu()
     parts.start("devhost")
-    host, planned, wall = _host(settings, environ, ["engagement_content_cdc", "engagement_enrich"], idle)
+    host, wall = _host(settings, environ, ["engagement_content_cdc", "engagement_enrich"], idle)
     parts.stop("devhost")
     cpu, broker_after = time.process_time() - cpu, _broker_cpu()
     phases = host.kafka_sources["engagement_enrich"].phases
@@ -126,7 +124,6 @@ def _drain(settings: Any, environ: dict[str, str], events: int, idle: float, par
     return {
         "phases": phases,
         "wall": wall,
-        "batch": next(p.batch_size for p in planned if p.runs),
         "cpu": cpu,
         "broker_cpu": None if broker is None or broker_after is None else broker_after - broker,
     }
@@ -317,12 +314,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     host_rate = phases.messages / seconds
     function_rate = args.events / function_seconds
     per_batch = 1000 / phases.batches
-    batches = -(-args.events // drained["batch"])
+    batches = -(-args.events // batch)
     return {
         "benchmark": "devhost_kafka",
         "events": args.events,
         "produced_in_seconds": round(produce_seconds, 2),
-        "batch_size": drained["batch"],
+        "batch_size": batch,
         "batches": phases.batches,
         "events_consumed": phases.messages,
         "seconds_first_fetch_to_last_offset_stored": round(seconds, 3),

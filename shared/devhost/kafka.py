@@ -7,9 +7,10 @@ at most ``subscriberIntervalInSeconds``; it hands them to an executor thread thr
 batch is fetched while the function runs. The executor calls the function, publishes its Kafka outputs and
 waits for their acknowledgements (the extension does not wait: see ``shared.devhost.outputs``), and only then
 **stores** the batch's offsets (also after the retries of a failing batch are exhausted, like the extension's
-``commitOnFailure``); the consumer commits what was stored every ``autoCommitIntervalMs`` (default 200 ms), on a rebalance and on shutdown. These are the
-extension's own settings (``EnableAutoCommit`` on, ``EnableAutoOffsetStore`` off, ``StoreOffset`` after the
-function): https://learn.microsoft.com/azure/azure-functions/functions-bindings-kafka#hostjson-settings
+``commitOnFailure``); the consumer commits what was stored every ``autoCommitIntervalMs`` (default 200 ms),
+on a rebalance and on shutdown. These are the extension's own settings (``EnableAutoCommit`` on,
+``EnableAutoOffsetStore`` off, ``StoreOffset`` after the function):
+https://learn.microsoft.com/azure/azure-functions/functions-bindings-kafka#hostjson-settings
 
 So a commit never covers a message whose function has not returned. A graceful stop finishes the batch in
 flight, stores and commits it; a batch abandoned on shutdown is not stored and is delivered again. A crash
